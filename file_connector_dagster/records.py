@@ -1,0 +1,196 @@
+"""The records that flow from sources through processors into stores (plain Python, no Dagster)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(slots=True)
+class FileRecord:
+    """One file as a source sees it, and as the store keeps it.
+
+    The seed's FileMetadata (external_id, title, file_link, date_created, date_updated, project_id,
+    user_id, metadata) plus where the file lives (endpoint, container, path), its change key and, when
+    read back from a store, its deletion state.
+    """
+
+    external_id: str  # stable id within the endpoint (Graph item id, relative path for local files)
+    title: str  # file name
+    path: str  # full path inside the container, "/"-separated, no leading slash
+    endpoint: str = ""
+    container: str = ""
+    file_link: str | None = None  # a lasting link a person can open (webUrl), not a download URL
+    date_created: datetime | None = None
+    date_updated: datetime | None = None
+    size: int | None = None
+    mime_type: str | None = None
+    change_key: str | None = None  # cTag / md5 / version number / mtime+size: equal key => unchanged
+    project_id: str | None = None
+    user_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # web_url, etag, parent_path, hashes, ...
+    deleted_at: datetime | None = None  # set on tombstones read back from a store
+    first_seen_at: datetime | None = None
+    updated_at: datetime | None = None
+    excluded_by: str | None = None  # set by processors: the processor that filtered this file out
+    processing_errors: list[str] = field(default_factory=list)
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(slots=True)
+class Folder:
+    """A folder a source tracks to build paths (delta APIs name a parent id, not a path)."""
+
+    folder_id: str
+    parent_id: str | None
+    name: str
+
+
+@dataclass(slots=True)
+class ChangePage:
+    """One page of changes for one container, and the cursor to resume from once it is committed.
+
+    A store applies a page atomically: path moves first, then deletions and upserts, then folder
+    changes, then the cursor. Replaying a page is harmless.
+
+    Attributes:
+        upserts: files added or changed (or unchanged, during a full listing), unique by external_id.
+        deletions: external ids of files that are gone (they become tombstones).
+        cursor: opaque string the source understands; after the last page, the cursor for the next sync.
+        full_listing: the page belongs to a full enumeration; at its end every live file of the
+            container that the enumeration did not see is tombstoned.
+        starts_listing: first page of a fresh full enumeration (forget what an aborted one saw).
+        last: last page of this sync.
+        listing_incomplete: the full listing could not see everything (an unreadable folder): skip the
+            tombstoning at its end rather than tombstone files that may still exist.
+        moves: (old_prefix, new_prefix) path prefixes of folders renamed or moved; the store rewrites
+            the path of every file under them.
+        folders: folders added or changed; folder_deletions: ids of folders gone.
+        api_calls: requests the source made to produce this page.
+        errors: per-file problems ("path: reason") that did not stop the sync.
+    """
+
+    upserts: list[FileRecord] = field(default_factory=list)
+    deletions: list[str] = field(default_factory=list)
+    cursor: str | None = None
+    full_listing: bool = False
+    starts_listing: bool = False
+    last: bool = False
+    listing_incomplete: bool = False
+    moves: list[tuple[str, str | None]] = field(default_factory=list)
+    folders: list[Folder] = field(default_factory=list)
+    folder_deletions: list[str] = field(default_factory=list)
+    api_calls: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Keep the contract simple for stores: each id appears once, the last change wins.
+        if len({r.external_id for r in self.upserts}) != len(self.upserts) or (
+            self.deletions and set(self.deletions) & {r.external_id for r in self.upserts}
+        ):
+            raise ValueError("ChangePage ids must be unique; build pages with ChangePage.from_changes")
+
+    @classmethod
+    def from_changes(cls, changes: Iterable[FileRecord | str], **kwargs: Any) -> "ChangePage":
+        """Build a page from an ordered stream of changes (a record = upsert, a str = deletion id);
+        an id that appears more than once keeps its last change."""
+        last: dict[str, FileRecord | str] = {}
+        for change in changes:
+            key = change if isinstance(change, str) else change.external_id
+            last.pop(key, None)
+            last[key] = change
+        upserts = [c for c in last.values() if not isinstance(c, str)]
+        deletions = [c for c in last.values() if isinstance(c, str)]
+        return cls(upserts=upserts, deletions=deletions, **kwargs)
+
+
+@dataclass(slots=True)
+class PageStats:
+    """What a store did with one page."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    restored: int = 0
+
+    def __iadd__(self, other: "PageStats") -> "PageStats":
+        self.added += other.added
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted
+        self.restored += other.restored
+        return self
+
+
+@dataclass(slots=True)
+class SyncStats:
+    """Totals for one sync of one container; what the CLI prints and Dagster shows as metadata."""
+
+    endpoint: str
+    container: str
+    listed: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    errors: int = 0
+    pages: int = 0
+    api_calls: int = 0
+    duration_s: float = 0.0
+    full_listing: bool = False
+    status: str = "running"  # running | success | failed
+    error: str | None = None
+    error_samples: list[str] = field(default_factory=list)
+
+    def add_page(self, page: ChangePage, stats: PageStats) -> None:
+        self.pages += 1
+        self.listed += len(page.upserts)
+        self.added += stats.added + stats.restored
+        self.updated += stats.updated
+        self.unchanged += stats.unchanged
+        self.deleted += stats.deleted
+        self.api_calls += page.api_calls
+        self.errors += len(page.errors)
+        self.full_listing = self.full_listing or page.full_listing
+        if len(self.error_samples) < 20:
+            self.error_samples.extend(page.errors[: 20 - len(self.error_samples)])
+
+    def counts(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in ("listed", "added", "updated", "unchanged", "deleted", "errors", "pages", "api_calls")}
+
+
+@dataclass(slots=True)
+class SyncState:
+    """What a store remembers per endpoint + container between syncs."""
+
+    cursor: str | None = None
+    listing_in_progress: bool = False
+    last_sync_at: datetime | None = None
+    processed_until: datetime | None = None
+
+
+@dataclass(slots=True)
+class SyncLog:
+    """One row of sync_logs."""
+
+    endpoint: str
+    container: str
+    started: datetime
+    finished: datetime | None
+    status: str
+    counts: dict[str, int]
+    error: str | None
+    sync_id: int | str | None = None

@@ -1,0 +1,127 @@
+"""The source contract and the registry of source types (plain Python, no Dagster)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Mapping
+
+from pydantic import BaseModel
+
+from ..errors import ConfigError
+from ..records import ChangePage, Folder
+
+
+@dataclass(slots=True)
+class Container:
+    """A unit inside an endpoint that becomes one Dagster partition (library, shared drive, folder)."""
+
+    key: str  # stable partition key (drive id, folder name)
+    name: str  # what a person calls it
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Health:
+    """Structured status from Source.health(); never carries secrets."""
+
+    ok: bool
+    checks: dict[str, str] = field(default_factory=dict)  # check name -> "ok" or the problem
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": dict(self.checks)}
+
+
+class Source(ABC):
+    """A provider of file listings.
+
+    Subclasses set `type_name` and `Details` (the pydantic model for the endpoint's
+    `endpoint_details`) and implement containers(), sync() and health().
+    """
+
+    type_name: ClassVar[str]
+    Details: ClassVar[type[BaseModel]]
+
+    def __init__(self, endpoint: str, details: BaseModel, project_id: str | None = None, user_id: str | None = None,
+                 base_dir: Path = Path(".")):
+        """Args:
+        endpoint: the endpoint's name (records carry it).
+        details: the validated `endpoint_details`; environment references (config.Secret) are resolved
+            by the source only when it talks to the provider, never at construction.
+        project_id, user_id: copied onto every record.
+        base_dir: the folder of connector.yaml, for relative paths (CA bundles, local roots).
+        """
+        self.base_dir = base_dir
+        self.endpoint = endpoint
+        self.details = details
+        self.project_id = project_id
+        self.user_id = user_id
+
+    @abstractmethod
+    def containers(self) -> list[Container]:
+        """Returns:
+        The containers the endpoint holds now (each becomes a partition)."""
+
+    @abstractmethod
+    def sync(self, container: str, cursor: str | None, folders: Mapping[str, Folder]) -> Iterator[ChangePage]:
+        """Yield the container's changes page by page.
+
+        Args:
+            container: a Container.key.
+            cursor: what the last committed page returned, or None for a fresh full listing. A cursor
+                taken mid-listing resumes that listing; one from a last page asks for a delta.
+            folders: the folder tree the store kept from earlier pages (empty for a fresh listing).
+
+        Returns:
+            An iterator of ChangePage; each page's cursor resumes right after it; the last page has
+            last=True. Provider failures raise SourceError naming the endpoint, container and request.
+        """
+
+    @abstractmethod
+    def health(self) -> Health:
+        """Returns:
+        Whether the provider can be reached and read with the configured credentials."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+_REGISTRY: dict[str, type[Source]] = {}
+_entry_points_loaded = False
+
+
+def register_source(type_name: str, cls: type[Source]) -> None:
+    """Make `type: <type_name>` in connector.yaml build `cls`."""
+    _REGISTRY[type_name] = cls
+
+
+def _load_builtin_and_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    from . import local  # noqa: F401  (built-ins register themselves)
+
+    for optional in ("sharepoint",):
+        try:
+            importlib.import_module(f"{__package__}.{optional}")
+        except ModuleNotFoundError as exc:  # not written yet in this checkout
+            if exc.name != f"{__package__}.{optional}":
+                raise
+    for ep in importlib.metadata.entry_points(group="file_connector.sources"):
+        if ep.name not in _REGISTRY:
+            register_source(ep.name, ep.load())
+
+
+def source_types() -> dict[str, type[Source]]:
+    _load_builtin_and_entry_points()
+    return dict(_REGISTRY)
+
+
+def source_class(type_name: str, where: str = "") -> type[Source]:
+    types = source_types()
+    if type_name not in types:
+        raise ConfigError(f"{where}unknown type {type_name!r}; known types: {', '.join(sorted(types))}")
+    return types[type_name]

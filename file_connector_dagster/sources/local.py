@@ -1,0 +1,182 @@
+"""Local folders and network shares (`type: local`).
+
+Every sync is a full listing (a folder has no change feed); the store tombstones what the listing
+did not see. The walk is sorted, so the cursor (the last path committed) resumes a killed sync.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import os
+import stat
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..errors import SourceError
+from ..processors.builtin import glob_match
+from ..records import ChangePage, FileRecord, Folder
+from .base import Container, Health, Source, register_source
+
+
+class LocalDetails(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    roots: list[str] = Field(min_length=1)  # folders; relative paths are relative to connector.yaml
+    containers: Literal["roots", "subfolders"] = "roots"  # a partition per root, or per first-level subfolder
+    include: list[str] = Field(default_factory=list)  # globs on the path inside the container
+    exclude: list[str] = Field(default_factory=list)
+    hash: bool = False  # sha256 of each new or changed file's content
+    page_size: int = Field(default=1000, ge=1, le=100000)
+
+    @field_validator("roots", mode="before")
+    @classmethod
+    def _one_root(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+
+class LocalSource(Source):
+    type_name = "local"
+    Details = LocalDetails
+
+    def __init__(self, endpoint: str, details: LocalDetails, project_id: str | None = None,
+                 user_id: str | None = None, base_dir: Path = Path(".")):
+        super().__init__(endpoint, details, project_id, user_id, base_dir)
+        self.roots = [(base_dir / os.path.expanduser(r)).resolve() for r in details.roots]
+
+    def _container_dirs(self) -> dict[str, Path]:
+        dirs: dict[str, Path] = {}
+        for root in self.roots:
+            if not root.is_dir():
+                raise SourceError(f"endpoint {self.endpoint!r}: root folder {root} does not exist or is not a folder")
+            if self.details.containers == "roots":
+                found = [root]
+            else:
+                found = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
+            for path in found:
+                key = path.name if len(self.roots) == 1 or self.details.containers == "roots" else f"{root.name}-{path.name}"
+                if key in dirs:
+                    raise SourceError(f"endpoint {self.endpoint!r}: two containers are both named {key!r} "
+                                      f"({dirs[key]} and {path})")
+                dirs[key] = path
+        return dirs
+
+    def containers(self) -> list[Container]:
+        return [Container(key=key, name=key, details={"path": str(path)}) for key, path in self._container_dirs().items()]
+
+    def health(self) -> Health:
+        checks = {}
+        for root in self.roots:
+            checks[str(root)] = "ok" if root.is_dir() and os.access(root, os.R_OK | os.X_OK) else "missing or unreadable"
+        return Health(ok=all(v == "ok" for v in checks.values()), checks=checks)
+
+    # -- listing ----------------------------------------------------------------------------------
+    def sync(self, container: str, cursor: str | None, folders: Mapping[str, Folder]) -> Iterator[ChangePage]:
+        dirs = self._container_dirs()
+        if container not in dirs:
+            raise SourceError(f"endpoint {self.endpoint!r}, container {container!r}: no such folder "
+                              f"(containers: {', '.join(dirs) or 'none'})")
+        top = dirs[container]
+        state = json.loads(cursor) if cursor else {}
+        after = tuple(state["after"].split("/")) if state.get("after") else None
+        starts = after is None
+        incomplete = bool(state.get("incomplete"))
+        changes: list[FileRecord] = []
+        errors: list[str] = []
+        last_path: str | None = None
+        for item in self._walk(top, container, (), after):
+            if isinstance(item, str):
+                errors.append(item)
+                if item.endswith(": cannot read folder"):
+                    incomplete = True
+                continue
+            changes.append(item)
+            last_path = item.path
+            if len(changes) >= self.details.page_size:
+                yield ChangePage(upserts=changes, cursor=json.dumps({"after": last_path, "incomplete": incomplete}),
+                                 full_listing=True, starts_listing=starts, errors=errors, api_calls=0)
+                starts, changes, errors = False, [], []
+        yield ChangePage(upserts=changes, cursor=json.dumps({"complete": True}), full_listing=True,
+                         starts_listing=starts, last=True, errors=errors, listing_incomplete=incomplete)
+
+    def _walk(self, top: Path, container: str, parts: tuple[str, ...],
+              after: tuple[str, ...] | None) -> Iterator[FileRecord | str]:
+        """Depth-first, sorted by name, so paths come out in the order of their component tuples."""
+        folder = top.joinpath(*parts)
+        rel_dir = "/".join(parts)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield f"{rel_dir or '.'}: cannot read folder" if isinstance(exc, PermissionError) else f"{rel_dir or '.'}: {exc.strerror}"
+            return
+        for entry in entries:
+            child = parts + (entry.name,)
+            try:
+                entry.name.encode("utf-8")
+            except UnicodeEncodeError:
+                yield f"{'/'.join(parts + (repr(entry.name),))}: file name is not valid UTF-8, skipped"
+                continue
+            rel = "/".join(child)
+            try:
+                is_link = entry.is_symlink()
+                st = os.stat(entry.path) if is_link else entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                yield f"{rel}: {exc.strerror or exc}"
+                continue
+            if is_link:
+                target = Path(os.path.realpath(entry.path))
+                if not target.is_relative_to(top):
+                    yield f"{rel}: symlink points outside the folder, not followed"
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    continue  # a link to a folder inside the root: its files are listed where they are
+            if stat.S_ISDIR(st.st_mode):
+                if after is not None and child < after[: len(child)]:
+                    continue  # this whole folder was committed before the resume point
+                yield from self._walk(top, container, child, after if after is not None and after[: len(child)] == child else None)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue  # sockets, fifos, devices are not files to inventory
+            if after is not None and child <= after:
+                continue
+            if self.details.include and not any(glob_match(rel, p) for p in self.details.include):
+                continue
+            if any(glob_match(rel, p) for p in self.details.exclude):
+                continue
+            yield from self._record(top, container, rel, entry.path, st)
+
+    def _record(self, top: Path, container: str, rel: str, path: str, st: os.stat_result) -> Iterator[FileRecord | str]:
+        hashes = {}
+        if self.details.hash:
+            try:
+                digest = hashlib.sha256()
+                with open(path, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        digest.update(block)
+                hashes["sha256"] = digest.hexdigest()
+            except OSError as exc:  # still listed (it exists), just without a hash
+                yield f"{rel}: cannot read file: {exc.strerror or exc}"
+        modified = datetime.fromtimestamp(st.st_mtime, timezone.utc)
+        birth = getattr(st, "st_birthtime", None)
+        yield FileRecord(
+            external_id=f"{container}/{rel}",
+            title=rel.rsplit("/", 1)[-1],
+            path=rel,
+            file_link=Path(top, rel).as_uri(),
+            date_created=datetime.fromtimestamp(birth, timezone.utc) if birth else None,
+            date_updated=modified,
+            size=st.st_size,
+            mime_type=mimetypes.guess_type(rel)[0],
+            change_key=f"{st.st_mtime_ns}:{st.st_size}",
+            project_id=self.project_id,
+            user_id=self.user_id,
+            metadata={"hashes": hashes, "parent_path": rel.rsplit("/", 1)[0] if "/" in rel else ""},
+        )
+
+
+register_source(LocalSource.type_name, LocalSource)

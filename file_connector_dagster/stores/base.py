@@ -1,0 +1,133 @@
+"""The store contract (plain Python, no Dagster).
+
+Every store keeps the same tables (names are a public contract):
+  files        one row per endpoint + external_id: the FileRecord fields, deleted_at, first_seen_at,
+               updated_at (the last time the row changed), excluded_by, processing_errors
+  endpoints    one row per endpoint: type, project_id, user_id, non-secret details
+  sync_state   one row per endpoint + container: the cursor to resume from, listing flag, watermarks
+  sync_logs    one row per sync of a container: started, finished, status, counts, error
+and, for their own bookkeeping, schema_version, folders (the folder tree a delta source keeps) and
+listing_seen (external ids seen by a full listing in progress, to tombstone the rest at its end).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+from typing import Any, Iterator
+
+from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats
+
+# Columns of `files` in order; stores share it so rows look the same everywhere.
+FILE_COLUMNS = (
+    "endpoint", "container", "external_id", "title", "path", "file_link", "date_created", "date_updated",
+    "size", "mime_type", "change_key", "project_id", "user_id", "metadata", "deleted_at", "first_seen_at",
+    "updated_at", "excluded_by", "processing_errors",
+)
+
+
+def is_unchanged(record: FileRecord, container: str, stored: tuple) -> bool:
+    """A stored live row (change_key, path, title, container) is unchanged when the incoming record
+    of `container` has the same change key, path, name and container."""
+    return (record.change_key, record.path, record.title, container) == tuple(stored)
+
+
+class Store(ABC):
+    """Where file listings live. Methods raise StoreError naming the store and the operation."""
+
+    #: how error messages name this store, without credentials (e.g. "sqlite:/data/inv.db")
+    label: str = "store"
+
+    @abstractmethod
+    def migrate(self) -> int:
+        """Apply pending schema migrations (idempotent, safe against a concurrent caller).
+
+        Returns:
+            The schema version now in place.
+        """
+
+    @abstractmethod
+    def upsert_endpoint(self, name: str, type_name: str, project_id: str | None, user_id: str | None,
+                        details: dict[str, Any], is_active: bool = True) -> None:
+        """Record an endpoint's configuration (details must already be free of secrets)."""
+
+    @abstractmethod
+    def sync_state(self, endpoint: str, container: str) -> SyncState:
+        """Returns:
+        The container's cursor and watermarks (an empty SyncState before its first sync)."""
+
+    @abstractmethod
+    def folders(self, endpoint: str, container: str) -> dict[str, Folder]:
+        """Returns:
+        The folder tree kept from earlier pages, by folder id."""
+
+    @abstractmethod
+    def reset_cursor(self, endpoint: str, container: str) -> None:
+        """Forget the cursor so the next sync is a fresh full listing (records stay)."""
+
+    @abstractmethod
+    def start_sync(self, endpoint: str, container: str) -> int | str:
+        """Open a sync_logs row with status 'running'.
+
+        Returns:
+            Its id, for finish_sync."""
+
+    @abstractmethod
+    def apply_page(self, endpoint: str, container: str, page: ChangePage) -> PageStats:
+        """Apply one page and store its cursor in one transaction.
+
+        Order: page.moves (rewrite paths under a moved folder; a move to None tombstones everything
+        under it), deletions (set deleted_at), upserts (insert, update only when is_unchanged() is
+        false, restore tombstones), folders, and when the page ends a full listing, tombstone every
+        live file of the container the listing did not see. Then the cursor. Replaying a page
+        after a crash changes nothing.
+
+        Returns:
+            added / updated / unchanged / deleted / restored counts.
+        """
+
+    @abstractmethod
+    def finish_sync(self, sync_id: int | str, stats: SyncStats) -> None:
+        """Close the sync_logs row with the final status, counts and error."""
+
+    @abstractmethod
+    def iter_files(self, endpoint: str, container: str | None = None, *, changed_since: datetime | None = None,
+                   include_deleted: bool = True, page_size: int = 1000) -> Iterator[list[FileRecord]]:
+        """Yield the endpoint's files in pages of at most page_size, ordered by updated_at then id.
+
+        Args:
+            container: only this container.
+            changed_since: only rows whose updated_at is later (what a downstream step has not seen).
+            include_deleted: include tombstones.
+        """
+
+    @abstractmethod
+    def apply_processing(self, endpoint: str, container: str, records: list[FileRecord]) -> None:
+        """Store processors' results (excluded_by, processing_errors, metadata) without touching
+        updated_at, and advance the container's processed_until watermark to the records' latest
+        updated_at."""
+
+    @abstractmethod
+    def sync_logs(self, endpoint: str | None = None, limit: int = 100) -> list[SyncLog]:
+        """Returns:
+        The latest sync_logs rows, newest first."""
+
+    def latest_syncs(self) -> list[SyncLog]:
+        """Returns:
+        The newest sync_logs row of every endpoint + container."""
+        seen: dict[tuple[str, str], SyncLog] = {}
+        for log in self.sync_logs(limit=100000):
+            seen.setdefault((log.endpoint, log.container), log)
+        return sorted(seen.values(), key=lambda log: (log.endpoint, log.container))
+
+    def count_files(self, endpoint: str, container: str | None = None, include_deleted: bool = False) -> int:
+        return sum(len(page) for page in self.iter_files(endpoint, container, include_deleted=include_deleted))
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,114 @@
+"""Ordered schema migrations shared by the SQL stores; each store records the applied version in
+schema_version. Add a Migration at the end; never edit one that has shipped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+
+def _files_ddl(json_type: str, ts: str, text: str = "TEXT") -> str:
+    return f"""
+CREATE TABLE files (
+    endpoint {text} NOT NULL,
+    container {text} NOT NULL,
+    external_id {text} NOT NULL,
+    title {text} NOT NULL,
+    path {text} NOT NULL,
+    file_link {text},
+    date_created {ts},
+    date_updated {ts},
+    size BIGINT,
+    mime_type {text},
+    change_key {text},
+    project_id {text},
+    user_id {text},
+    metadata {json_type} NOT NULL,
+    deleted_at {ts},
+    first_seen_at {ts} NOT NULL,
+    updated_at {ts} NOT NULL,
+    excluded_by {text},
+    processing_errors {json_type},
+    PRIMARY KEY (endpoint, external_id)
+)"""
+
+
+def _common(json_type: str, ts: str, serial: str) -> tuple[str, ...]:
+    return (
+        _files_ddl(json_type, ts),
+        "CREATE INDEX files_endpoint_updated ON files (endpoint, updated_at DESC)",
+        "CREATE INDEX files_container_path ON files (endpoint, container, path)",
+        "CREATE INDEX files_project ON files (project_id)",
+        "CREATE INDEX files_date_updated ON files (date_updated DESC)",
+        f"""CREATE TABLE endpoints (
+            name TEXT PRIMARY KEY,
+            type TEXT NOT NULL,
+            project_id TEXT,
+            user_id TEXT,
+            details {json_type} NOT NULL,
+            is_active BOOLEAN NOT NULL,
+            updated_at {ts} NOT NULL
+        )""",
+        f"""CREATE TABLE sync_state (
+            endpoint TEXT NOT NULL,
+            container TEXT NOT NULL,
+            cursor TEXT,
+            listing_in_progress BOOLEAN NOT NULL DEFAULT FALSE,
+            last_sync_at {ts},
+            processed_until {ts},
+            updated_at {ts} NOT NULL,
+            PRIMARY KEY (endpoint, container)
+        )""",
+        f"""CREATE TABLE sync_logs (
+            id {serial},
+            endpoint TEXT NOT NULL,
+            container TEXT NOT NULL,
+            started {ts} NOT NULL,
+            finished {ts},
+            status TEXT NOT NULL,
+            listed BIGINT NOT NULL DEFAULT 0,
+            added BIGINT NOT NULL DEFAULT 0,
+            updated BIGINT NOT NULL DEFAULT 0,
+            unchanged BIGINT NOT NULL DEFAULT 0,
+            deleted BIGINT NOT NULL DEFAULT 0,
+            errors BIGINT NOT NULL DEFAULT 0,
+            pages BIGINT NOT NULL DEFAULT 0,
+            api_calls BIGINT NOT NULL DEFAULT 0,
+            error TEXT
+        )""",
+        "CREATE INDEX sync_logs_endpoint_started ON sync_logs (endpoint, started DESC)",
+        "CREATE INDEX sync_logs_status ON sync_logs (status)",
+        """CREATE TABLE folders (
+            endpoint TEXT NOT NULL,
+            container TEXT NOT NULL,
+            folder_id TEXT NOT NULL,
+            parent_id TEXT,
+            name TEXT NOT NULL,
+            PRIMARY KEY (endpoint, container, folder_id)
+        )""",
+        """CREATE TABLE listing_seen (
+            endpoint TEXT NOT NULL,
+            container TEXT NOT NULL,
+            external_id TEXT NOT NULL,
+            PRIMARY KEY (endpoint, container, external_id)
+        )""",
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "files, endpoints, sync_state, sync_logs, folders, listing_seen",
+        sqlite=_common("TEXT", "TEXT", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+        postgres=_common("JSONB", "TIMESTAMPTZ", "BIGSERIAL PRIMARY KEY"),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version

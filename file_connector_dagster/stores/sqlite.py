@@ -1,0 +1,296 @@
+"""SQLite store: the embedded default, no server needed."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import StoreError
+from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats, utcnow
+from .base import FILE_COLUMNS, Store, is_unchanged
+from .migrations import MIGRATIONS
+
+_CHUNK = 500  # ids per IN (...) list, under SQLite's variable limit
+
+
+def _ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _row_to_record(row: sqlite3.Row) -> FileRecord:
+    return FileRecord(
+        endpoint=row["endpoint"], container=row["container"], external_id=row["external_id"],
+        title=row["title"], path=row["path"], file_link=row["file_link"],
+        date_created=_dt(row["date_created"]), date_updated=_dt(row["date_updated"]), size=row["size"],
+        mime_type=row["mime_type"], change_key=row["change_key"], project_id=row["project_id"],
+        user_id=row["user_id"], metadata=json.loads(row["metadata"]), deleted_at=_dt(row["deleted_at"]),
+        first_seen_at=_dt(row["first_seen_at"]), updated_at=_dt(row["updated_at"]),
+        excluded_by=row["excluded_by"], processing_errors=json.loads(row["processing_errors"] or "[]"),
+    )
+
+
+class SQLiteStore(Store):
+    """Files in one SQLite database file (WAL mode, so readers never block the syncing writer)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.label = f"sqlite:{self.path}"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"{self.label}: cannot open the database: {exc}") from None
+
+    # -- schema ---------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        with self._tx("migrate"):
+            self.conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                              "description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            current = self.conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+            for migration in MIGRATIONS:
+                if migration.version > current:
+                    for statement in migration.sqlite:
+                        self.conn.execute(statement)
+                    self.conn.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
+                                      (migration.version, migration.description, _ts(utcnow())))
+                    current = migration.version
+        return current
+
+    class _Tx:
+        def __init__(self, store: "SQLiteStore", operation: str):
+            self.store, self.operation = store, operation
+
+        def __enter__(self) -> sqlite3.Connection:
+            try:
+                self.store.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.store.label}: {self.operation}: {exc}") from None
+            return self.store.conn
+
+        def __exit__(self, exc_type, exc, tb) -> bool:
+            conn = self.store.conn
+            if exc_type is None:
+                try:
+                    conn.execute("COMMIT")
+                    return False
+                except sqlite3.Error as commit_exc:
+                    exc = commit_exc
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.store.label}: {self.operation}: {exc}") from None
+            return False
+
+    def _tx(self, operation: str) -> "SQLiteStore._Tx":
+        return SQLiteStore._Tx(self, operation)
+
+    # -- endpoints and state --------------------------------------------------------------------
+    def upsert_endpoint(self, name: str, type_name: str, project_id: str | None, user_id: str | None,
+                        details: dict[str, Any], is_active: bool = True) -> None:
+        with self._tx("upsert endpoint") as conn:
+            conn.execute(
+                "INSERT INTO endpoints (name, type, project_id, user_id, details, is_active, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET type=excluded.type, "
+                "project_id=excluded.project_id, user_id=excluded.user_id, details=excluded.details, "
+                "is_active=excluded.is_active, updated_at=excluded.updated_at",
+                (name, type_name, project_id, user_id, json.dumps(details, default=str), is_active, _ts(utcnow())),
+            )
+
+    def sync_state(self, endpoint: str, container: str) -> SyncState:
+        row = self.conn.execute("SELECT * FROM sync_state WHERE endpoint=? AND container=?",
+                                (endpoint, container)).fetchone()
+        if row is None:
+            return SyncState()
+        return SyncState(cursor=row["cursor"], listing_in_progress=bool(row["listing_in_progress"]),
+                         last_sync_at=_dt(row["last_sync_at"]), processed_until=_dt(row["processed_until"]))
+
+    def folders(self, endpoint: str, container: str) -> dict[str, Folder]:
+        rows = self.conn.execute("SELECT folder_id, parent_id, name FROM folders WHERE endpoint=? AND container=?",
+                                 (endpoint, container))
+        return {r[0]: Folder(r[0], r[1], r[2]) for r in rows}
+
+    def reset_cursor(self, endpoint: str, container: str) -> None:
+        with self._tx("reset cursor") as conn:
+            conn.execute("UPDATE sync_state SET cursor=NULL, listing_in_progress=0 WHERE endpoint=? AND container=?",
+                         (endpoint, container))
+
+    # -- sync logs ------------------------------------------------------------------------------
+    def start_sync(self, endpoint: str, container: str) -> int:
+        with self._tx("start sync") as conn:
+            cur = conn.execute("INSERT INTO sync_logs (endpoint, container, started, status) VALUES (?, ?, ?, 'running')",
+                               (endpoint, container, _ts(utcnow())))
+            return int(cur.lastrowid)
+
+    def finish_sync(self, sync_id: int | str, stats: SyncStats) -> None:
+        counts = stats.counts()
+        with self._tx("finish sync") as conn:
+            conn.execute(
+                "UPDATE sync_logs SET finished=?, status=?, listed=?, added=?, updated=?, unchanged=?, deleted=?, "
+                "errors=?, pages=?, api_calls=?, error=? WHERE id=?",
+                (_ts(utcnow()), stats.status, counts["listed"], counts["added"], counts["updated"], counts["unchanged"],
+                 counts["deleted"], counts["errors"], counts["pages"], counts["api_calls"], stats.error, int(sync_id)),
+            )
+
+    def sync_logs(self, endpoint: str | None = None, limit: int = 100) -> list[SyncLog]:
+        where, args = ("WHERE endpoint=?", [endpoint]) if endpoint else ("", [])
+        rows = self.conn.execute(f"SELECT * FROM sync_logs {where} ORDER BY started DESC, id DESC LIMIT ?", (*args, limit))
+        return [
+            SyncLog(endpoint=r["endpoint"], container=r["container"], started=_dt(r["started"]),
+                    finished=_dt(r["finished"]), status=r["status"],
+                    counts={k: r[k] for k in ("listed", "added", "updated", "unchanged", "deleted", "errors", "pages", "api_calls")},
+                    error=r["error"], sync_id=r["id"])
+            for r in rows
+        ]
+
+    # -- pages ----------------------------------------------------------------------------------
+    def apply_page(self, endpoint: str, container: str, page: ChangePage) -> PageStats:
+        stats = PageStats()
+        now = _ts(utcnow())
+        with self._tx(f"apply page of {endpoint}/{container}") as conn:
+            for old, new in page.moves:
+                prefix = old + "/"
+                if new is None:
+                    cur = conn.execute(
+                        "UPDATE files SET deleted_at=?, updated_at=? WHERE endpoint=? AND container=? "
+                        "AND deleted_at IS NULL AND substr(path, 1, ?) = ?",
+                        (now, now, endpoint, container, len(prefix), prefix))
+                    stats.deleted += cur.rowcount
+                else:
+                    cur = conn.execute(
+                        "UPDATE files SET path = ? || substr(path, ?), updated_at=? WHERE endpoint=? AND container=? "
+                        "AND substr(path, 1, ?) = ?",
+                        (new + "/", len(prefix) + 1, now, endpoint, container, len(prefix), prefix))
+                    stats.updated += cur.rowcount
+            for i in range(0, len(page.deletions), _CHUNK):
+                chunk = page.deletions[i:i + _CHUNK]
+                cur = conn.execute(
+                    f"UPDATE files SET deleted_at=?, updated_at=? WHERE endpoint=? AND deleted_at IS NULL "
+                    f"AND external_id IN ({','.join('?' * len(chunk))})", (now, now, endpoint, *chunk))
+                stats.deleted += cur.rowcount
+            self._upsert(conn, endpoint, container, page.upserts, now, stats)
+            if page.folders:
+                conn.executemany(
+                    "INSERT INTO folders (endpoint, container, folder_id, parent_id, name) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO UPDATE SET parent_id=excluded.parent_id, name=excluded.name",
+                    [(endpoint, container, f.folder_id, f.parent_id, f.name) for f in page.folders])
+            if page.folder_deletions:
+                conn.executemany("DELETE FROM folders WHERE endpoint=? AND container=? AND folder_id=?",
+                                 [(endpoint, container, fid) for fid in page.folder_deletions])
+            if page.full_listing:
+                if page.starts_listing:
+                    conn.execute("DELETE FROM listing_seen WHERE endpoint=? AND container=?", (endpoint, container))
+                conn.executemany("INSERT OR IGNORE INTO listing_seen VALUES (?, ?, ?)",
+                                 [(endpoint, container, r.external_id) for r in page.upserts])
+                if page.last and not page.listing_incomplete:
+                    cur = conn.execute(
+                        "UPDATE files SET deleted_at=?, updated_at=? WHERE endpoint=? AND container=? "
+                        "AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM listing_seen s WHERE "
+                        "s.endpoint=files.endpoint AND s.container=files.container AND s.external_id=files.external_id)",
+                        (now, now, endpoint, container))
+                    stats.deleted += cur.rowcount
+                if page.last:
+                    conn.execute("DELETE FROM listing_seen WHERE endpoint=? AND container=?", (endpoint, container))
+            conn.execute(
+                "INSERT INTO sync_state (endpoint, container, cursor, listing_in_progress, last_sync_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, container) DO UPDATE SET cursor=excluded.cursor, "
+                "listing_in_progress=excluded.listing_in_progress, "
+                "last_sync_at=COALESCE(excluded.last_sync_at, sync_state.last_sync_at), updated_at=excluded.updated_at",
+                (endpoint, container, page.cursor, page.full_listing and not page.last,
+                 now if page.last else None, now))
+        return stats
+
+    def _upsert(self, conn: sqlite3.Connection, endpoint: str, container: str, records: list[FileRecord],
+                now: str, stats: PageStats) -> None:
+        for i in range(0, len(records), _CHUNK):
+            chunk = records[i:i + _CHUNK]
+            existing = {
+                r[0]: r for r in conn.execute(
+                    f"SELECT external_id, change_key, path, title, container, deleted_at FROM files WHERE endpoint=? "
+                    f"AND external_id IN ({','.join('?' * len(chunk))})", (endpoint, *[r.external_id for r in chunk]))
+            }
+            inserts, updates = [], []
+            for rec in chunk:
+                old = existing.get(rec.external_id)
+                if old is None:
+                    stats.added += 1
+                    inserts.append(self._row(endpoint, container, rec, now))
+                elif old[5] is not None:
+                    stats.restored += 1
+                    updates.append(self._row(endpoint, container, rec, now))
+                elif is_unchanged(rec, container, old[1:5]):
+                    stats.unchanged += 1
+                else:
+                    stats.updated += 1
+                    updates.append(self._row(endpoint, container, rec, now))
+            if inserts:
+                conn.executemany(
+                    f"INSERT INTO files ({','.join(FILE_COLUMNS)}) VALUES ({','.join('?' * len(FILE_COLUMNS))})", inserts)
+            if updates:
+                settable = [c for c in FILE_COLUMNS if c not in ("endpoint", "external_id", "first_seen_at")]
+                conn.executemany(
+                    f"UPDATE files SET {', '.join(f'{c}=?' for c in settable)} WHERE endpoint=? AND external_id=?",
+                    [tuple(row[FILE_COLUMNS.index(c)] for c in settable) + (row[0], row[2]) for row in updates])
+
+    @staticmethod
+    def _row(endpoint: str, container: str, rec: FileRecord, now: str) -> tuple:
+        return (endpoint, container, rec.external_id, rec.title, rec.path, rec.file_link, _ts(rec.date_created),
+                _ts(rec.date_updated), rec.size, rec.mime_type, rec.change_key, rec.project_id, rec.user_id,
+                json.dumps(rec.metadata, default=str, ensure_ascii=False), None, now, now, None, None)
+
+    # -- reading and processing -----------------------------------------------------------------
+    def iter_files(self, endpoint: str, container: str | None = None, *, changed_since: datetime | None = None,
+                   include_deleted: bool = True, page_size: int = 1000) -> Iterator[list[FileRecord]]:
+        where, args = ["endpoint=?"], [endpoint]
+        if container is not None:
+            where.append("container=?")
+            args.append(container)
+        if changed_since is not None:
+            where.append("updated_at > ?")
+            args.append(_ts(changed_since))
+        if not include_deleted:
+            where.append("deleted_at IS NULL")
+        after: tuple[str, str] | None = None
+        while True:  # keyset pagination: memory stays at one page however big the table
+            page_where = list(where)
+            page_args = list(args)
+            if after is not None:
+                page_where.append("(updated_at, external_id) > (?, ?)")
+                page_args.extend(after)
+            rows = self.conn.execute(
+                f"SELECT * FROM files WHERE {' AND '.join(page_where)} ORDER BY updated_at, external_id LIMIT ?",
+                (*page_args, page_size)).fetchall()
+            if not rows:
+                return
+            yield [_row_to_record(r) for r in rows]
+            after = (rows[-1]["updated_at"], rows[-1]["external_id"])
+
+    def apply_processing(self, endpoint: str, container: str, records: list[FileRecord]) -> None:
+        if not records:
+            return
+        latest = max(r.updated_at for r in records if r.updated_at is not None)
+        with self._tx(f"store processing results of {endpoint}/{container}") as conn:
+            conn.executemany(
+                "UPDATE files SET excluded_by=?, processing_errors=?, metadata=? WHERE endpoint=? AND external_id=?",
+                [(r.excluded_by, json.dumps(r.processing_errors), json.dumps(r.metadata, default=str, ensure_ascii=False),
+                  endpoint, r.external_id) for r in records])
+            conn.execute(
+                "INSERT INTO sync_state (endpoint, container, processed_until, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (endpoint, container) DO UPDATE SET processed_until=MAX(COALESCE(sync_state.processed_until, ''), "
+                "excluded.processed_until)", (endpoint, container, _ts(latest), _ts(utcnow())))
+
+    def close(self) -> None:
+        self.conn.close()

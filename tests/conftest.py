@@ -1,0 +1,3 @@
+"""Shared fixtures. Server fixtures (PostgreSQL, MongoDB-wire) live in tests/servers.py."""
+
+pytest_plugins = ["tests.servers"]

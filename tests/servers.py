@@ -1,0 +1,1 @@
+"""Fixtures that start or reach real database servers (filled in by the stores work)."""
