@@ -217,7 +217,7 @@ class ConnectorConfig(_Strict):
         return path if path.is_absolute() else (self.base_dir / path).resolve()
 
     def env_references(self) -> list[tuple[str, str]]:
-        """Every (where, NAME) environment reference in the config, for `validate`."""
+        """Every (where, NAME) environment reference of the store and the active endpoints."""
         found: list[tuple[str, str]] = []
 
         def walk(value: Any, where: str) -> None:
@@ -231,7 +231,7 @@ class ConnectorConfig(_Strict):
                     walk(item, f"{where}[{i}]")
 
         walk(self.store, "store")
-        for ep in self.endpoints:
+        for ep in self.active_endpoints:
             walk(ep.endpoint_details, f"endpoint {ep.name!r}: endpoint_details")
         return found
 

@@ -1,0 +1,19 @@
+PYTHON ?= python3
+
+.PHONY: install test sync dev
+
+install:
+	$(PYTHON) -m pip install -q -e .
+
+# Installs the test dependencies, makes sure the local PostgreSQL answers, runs the whole suite.
+test:
+	$(PYTHON) -m pip install -q -e ".[test]"
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -n | tail -1) main start
+	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+	$(PYTHON) -m pytest -q
+
+sync: install
+	file-connector sync --config examples/connector.yaml
+
+dev: install
+	DAGSTER_HOME=$(CURDIR) dagster dev -w workspace.yaml

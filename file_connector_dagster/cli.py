@@ -1,0 +1,220 @@
+"""`file-connector`: validate, sync, status, health and migrate from a terminal.
+
+`sync` runs the same Dagster assets as the UI, in process, one run per container.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Sequence
+
+from .config import check_environment, config_path, load_config, redact
+from .errors import FileConnectorError
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+COUNTS = ("listed", "added", "updated", "unchanged", "deleted", "errors")
+
+
+def _table(headers: Sequence[str], rows: list[Sequence[Any]]) -> str:
+    cells = [list(map(str, headers))] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    check_environment(config, str(config_path(args.config)))
+    active = config.active_endpoints
+    print(f"{config_path(args.config)}: OK, {len(config.endpoints)} endpoints ({len(active)} active), "
+          f"store {config.store.type}")
+    for ep in config.endpoints:
+        schedule = f"{ep.schedule.cron} {ep.schedule.timezone}" if ep.schedule else "no schedule"
+        procs = ", ".join(p.type for p in ep.processors) or "no processors"
+        print(f"  {ep.name}: {ep.type}, {'active' if ep.is_active else 'inactive'}, {schedule}, {procs}")
+    return EXIT_OK
+
+
+def _dagster_instance():
+    from dagster import DagsterInstance
+
+    if os.environ.get("DAGSTER_HOME"):
+        return DagsterInstance.get()  # the same instance `dagster dev` shows
+    return DagsterInstance.ephemeral()
+
+
+def _failure_message(result: Any) -> str:
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            while error.cause is not None:
+                error = error.cause
+            message = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+            for prefix in ("dagster._core.definitions.events.Failure: ",):
+                message = message.removeprefix(prefix)
+            if error.cls_name in ("ConfigError", "SourceError", "StoreError"):
+                message = message.split(": ", 1)[1] if message.startswith(error.cls_name + ":") else message
+            return redact(message)
+    return "run failed"
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from dagster import AssetKey, materialize
+
+    from .defs import build_definitions
+    from .defs.assets import partitions_for
+    from .sources import build_source
+
+    path = config_path(args.config)
+    config = load_config(path)
+    endpoints = [config.endpoint(args.endpoint)] if args.endpoint else config.active_endpoints
+    if not endpoints:
+        print("no active endpoints to sync")
+        return EXIT_OK
+    defs = build_definitions(path)
+    instance = _dagster_instance()
+    log_level = "INFO" if args.verbose else "ERROR"
+    rows, failed = [], 0
+    for ep in endpoints:
+        if not ep.is_active:
+            raise FileConnectorError(f"endpoint {ep.name!r} is inactive (is_active: false)")
+        source = build_source(config, ep)
+        try:
+            containers = [c.key for c in source.containers()]
+        except FileConnectorError as exc:
+            rows.append((ep.name, "-", *["" for _ in COUNTS], "", f"failed: {redact(str(exc))}"))
+            failed += 1
+            continue
+        finally:
+            source.close()
+        if args.container:
+            if args.container not in containers:
+                raise FileConnectorError(f"endpoint {ep.name!r} has no container {args.container!r}; "
+                                         f"containers: {', '.join(containers) or 'none'}")
+            containers = [args.container]
+        partitions = partitions_for(ep)
+        known = set(instance.get_dynamic_partitions(partitions.name))
+        if new := [c for c in containers if c not in known]:
+            instance.add_dynamic_partitions(partitions.name, new)
+        listing = defs.resolve_assets_def(AssetKey(["listings", ep.name]))
+        files = defs.resolve_assets_def(AssetKey(["files", ep.name]))
+        for container in containers:
+            result = materialize(
+                [listing, files], partition_key=container, instance=instance, raise_on_error=False,
+                tags={"file_connector/trigger": "cli"},
+                run_config={
+                    "ops": {listing.op.name: {"config": {"full": args.full}}},
+                    "loggers": {"console": {"config": {"log_level": log_level}}},
+                },
+            )
+            metadata = {}
+            for event in result.get_asset_materialization_events():
+                if event.asset_key == listing.key:
+                    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+            if result.success:
+                status = "ok"
+            else:
+                failed += 1
+                status = f"failed: {_failure_message(result)}"
+            rows.append((ep.name, container, *[metadata.get(k, "") for k in COUNTS],
+                         f"{metadata['duration_s']:.2f}s" if "duration_s" in metadata else "", status))
+    print(_table(("endpoint", "container", *COUNTS, "duration", "status"), rows))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .stores import open_store
+
+    config = load_config(args.config)
+    with open_store(config) as store:
+        logs = store.latest_syncs()
+        rows = []
+        for log in logs:
+            if args.endpoint and log.endpoint != args.endpoint:
+                continue
+            live = store.count_files(log.endpoint, log.container)
+            rows.append((log.endpoint, log.container, log.status, log.started.strftime("%Y-%m-%d %H:%M:%S"),
+                         *[log.counts.get(k, 0) for k in COUNTS], live, log.error or ""))
+    if not rows:
+        print(f"no syncs recorded yet in {config.store.type} store")
+        return EXIT_OK
+    print(_table(("endpoint", "container", "status", "started (UTC)", *COUNTS, "live files", "error"), rows))
+    return EXIT_OK
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from .sources import build_source
+    from .stores import open_store
+
+    config = load_config(args.config)
+    ok = True
+    try:
+        with open_store(config) as store:
+            print(f"store {store.label}: ok")
+    except FileConnectorError as exc:
+        ok = False
+        print(f"store: {redact(str(exc))}")
+    endpoints = [config.endpoint(args.endpoint)] if args.endpoint else config.active_endpoints
+    for ep in endpoints:
+        try:
+            source = build_source(config, ep)
+            health = source.health()
+            source.close()
+        except FileConnectorError as exc:
+            ok = False
+            print(f"endpoint {ep.name}: {redact(str(exc))}")
+            continue
+        ok = ok and health.ok
+        print(f"endpoint {ep.name}: {'ok' if health.ok else 'FAILING'}")
+        for check, result in health.checks.items():
+            print(f"  {check}: {redact(result)}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from .stores import open_store
+
+    config = load_config(args.config)
+    with open_store(config, migrate=False) as store:
+        version = store.migrate()
+        print(f"{store.label}: schema at version {version}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help="connector.yaml (default: $FILE_CONNECTOR_CONFIG, ./connector.yaml, the example)")
+    parser = argparse.ArgumentParser(prog="file-connector", parents=[common],
+                                     description="Keep an inventory of files from SharePoint, Drive, ACC and folders.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("validate", parents=[common], help="check connector.yaml offline").set_defaults(func=cmd_validate)
+    sync = sub.add_parser("sync", parents=[common], help="sync endpoints now (the same assets the UI runs)")
+    sync.add_argument("--endpoint", help="only this endpoint")
+    sync.add_argument("--container", help="only this container (needs --endpoint when several are active)")
+    sync.add_argument("--full", action="store_true", help="list everything again instead of a delta")
+    sync.add_argument("--verbose", "-v", action="store_true", help="show Dagster's run log")
+    sync.set_defaults(func=cmd_sync)
+    status = sub.add_parser("status", parents=[common], help="last sync per endpoint and container")
+    status.add_argument("--endpoint")
+    status.set_defaults(func=cmd_status)
+    health = sub.add_parser("health", parents=[common], help="check credentials and reachability")
+    health.add_argument("--endpoint")
+    health.set_defaults(func=cmd_health)
+    sub.add_parser("migrate", parents=[common], help="apply pending store migrations").set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.config = getattr(args, "config", None)
+    try:
+        return args.func(args)
+    except FileConnectorError as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG if exc.__class__.__name__ == "ConfigError" else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

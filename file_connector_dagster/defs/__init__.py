@@ -1,0 +1,42 @@
+"""The Dagster layer: it only wires config into assets, IO managers, jobs, schedules and sensors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import Definitions
+
+from ..config import config_path, load_config
+from .assets import build_endpoint_assets, partitions_for
+from .io_managers import FilesIOManager, ListingsIOManager
+from .resources import FileConnectorResource
+from .triggers import build_discovery_sensor, build_job, build_schedule
+
+
+def build_definitions(path: str | os.PathLike | None = None) -> Definitions:
+    """Everything for the active endpoints of connector.yaml; no source or store is touched here."""
+    resolved = Path(config_path(path)).resolve()
+    config = load_config(resolved)
+    connector = FileConnectorResource(config_path=str(resolved))
+    assets, jobs, schedules, sensors = [], [], [], []
+    for endpoint in config.active_endpoints:
+        partitions = partitions_for(endpoint)
+        endpoint_assets = build_endpoint_assets(endpoint, config.store.type, partitions)
+        job = build_job(endpoint, endpoint_assets, partitions)
+        assets += endpoint_assets
+        jobs.append(job)
+        sensors.append(build_discovery_sensor(endpoint, job, partitions))
+        if endpoint.schedule:
+            schedules.append(build_schedule(endpoint, job, partitions))
+    return Definitions(
+        assets=assets,
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
+        resources={
+            "connector": connector,
+            "listings_io_manager": ListingsIOManager(connector=connector),
+            "files_io_manager": FilesIOManager(connector=connector),
+        },
+    )

@@ -1,0 +1,272 @@
+"""The HTTP client every network source shares: TLS, pacing, retries with Retry-After, one-line errors.
+
+Provider-neutral: a source gives it a label for error messages, an optional `auth` callable that
+returns headers (asked again with `refresh=True` after a 401) and its throttling knobs; the client
+does the rest. Plain Python, no Dagster.
+
+Why not only urllib3's Retry: it caps the sleep (`backoff_max`) but has no total budget across a
+sync, cannot refresh a bearer token on 401, and raises an exception that names the full URL (with
+its query). The transport underneath is still requests + urllib3.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ..errors import SourceError
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+THROTTLE_STATUSES = frozenset({429, 503})
+
+AuthHeaders = Callable[[bool], Mapping[str, str]]  # refresh -> {"Authorization": ...}
+
+
+class PinnedVerifyAdapter(HTTPAdapter):
+    """An adapter whose TLS verification is fixed at construction.
+
+    requests merges REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE into every request and lets that override
+    Session.verify; an adapter sees the merged value last, so pinning it here makes the configured
+    CA bundle (or the system default) win whatever the environment says.
+    """
+
+    def __init__(self, verify: bool | str = True, **kwargs: Any):
+        self.pinned_verify = verify
+        super().__init__(**kwargs)
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["verify"] = self.pinned_verify
+        return super().send(request, *args, **kwargs)
+
+
+def tls_session(ca_bundle: str | None = None, pool_size: int = 10) -> requests.Session:
+    """A requests.Session that verifies with `ca_bundle` (a PEM path) or the default trust store,
+    whatever REQUESTS_CA_BUNDLE says. Also usable as msal's `http_client`."""
+    session = requests.Session()
+    adapter = PinnedVerifyAdapter(verify=ca_bundle or True, pool_connections=pool_size, pool_maxsize=pool_size)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.verify = ca_bundle or True
+    return session
+
+
+class TokenBucket:
+    """Client-side pacing: at most `rate` requests a second on average, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: float):
+        self.rate, self.burst = rate, max(burst, 1.0)
+        self.tokens = self.burst
+        self.updated = time.monotonic()
+        self.lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, sleeping until there is one. Returns the seconds slept."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            self.tokens -= 1
+            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
+        if wait > 0:
+            time.sleep(wait)
+        return wait
+
+
+_BUCKETS: dict[tuple[str, float, float], TokenBucket] = {}
+_BUCKETS_LOCK = threading.Lock()
+
+
+def bucket_for(host: str, rate: float, burst: float) -> TokenBucket:
+    """One bucket per host (and setting) per process, so every container synced in this process
+    shares the same budget for that host."""
+    with _BUCKETS_LOCK:
+        key = (host, rate, burst)
+        if key not in _BUCKETS:
+            _BUCKETS[key] = TokenBucket(rate, burst)
+        return _BUCKETS[key]
+
+
+@dataclass
+class RetryPolicy:
+    """How long a client may wait out throttling and transient failures.
+
+    Attributes:
+        max_wait_s: the longest single wait; a Retry-After asking for more fails the request
+            instead (waiting less than the server asked only earns another 429).
+        total_wait_s: budget for all waits of one client (one sync); when spent, fail.
+        backoff_base_s: first backoff when no Retry-After is given; doubles each attempt, with jitter.
+        max_attempts: attempts per request.
+    """
+
+    max_wait_s: float = 120.0
+    total_wait_s: float = 900.0
+    backoff_base_s: float = 1.0
+    max_attempts: int = 10
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date; None when missing or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def describe_error_body(response: requests.Response) -> str:
+    """'code: message' from a JSON error body ({"error": {...}} or {"error": "...", ...}), else ''."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    error = body.get("error")
+    if isinstance(error, dict):
+        code = error.get("code") or ""
+        inner = error.get("innerError") or error.get("innererror") or {}
+        if isinstance(inner, dict) and inner.get("code") and inner.get("code") != code:
+            code = f"{code}/{inner['code']}" if code else inner["code"]
+        message = str(error.get("message") or "").splitlines()[0] if error.get("message") else ""
+        return ": ".join(p for p in (code, message) if p)
+    if isinstance(error, str):
+        description = str(body.get("error_description") or body.get("message") or "")
+        return ": ".join(p for p in (error, description.splitlines()[0] if description else "") if p)
+    return ""
+
+
+class HttpClient:
+    """requests with pacing, retries (429/5xx/connection errors), a 401 token refresh and clean errors.
+
+    Args:
+        label: how errors name the caller, e.g. "endpoint 'sp', container 'Documents'".
+        auth: returns the auth headers; called with refresh=True once after a 401.
+        ca_bundle: PEM file to verify TLS with (default: the system trust store).
+        policy: RetryPolicy.
+        requests_per_second, burst: client-side pacing per host; 0 turns pacing off.
+        timeout_s: connect/read timeout per attempt.
+    """
+
+    def __init__(self, label: str, auth: AuthHeaders | None = None, ca_bundle: str | None = None,
+                 policy: RetryPolicy | None = None, requests_per_second: float = 0.0, burst: float = 10.0,
+                 timeout_s: float = 60.0, session: requests.Session | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.label = label
+        self.auth = auth
+        self.policy = policy or RetryPolicy()
+        self.requests_per_second, self.burst = requests_per_second, burst
+        self.timeout_s = timeout_s
+        self.session = session or tls_session(ca_bundle)
+        self.sleep = sleep
+        self.calls = 0  # HTTP attempts made (what ChangePage.api_calls reports)
+        self.waited_s = 0.0  # time spent waiting out throttling and failures, against the budget
+
+    def close(self) -> None:
+        self.session.close()
+
+    @staticmethod
+    def describe(method: str, url: str) -> str:
+        """'GET /path' without scheme, host or query (queries can hold tokens)."""
+        return f"{method} {urlsplit(url).path or '/'}"
+
+    def _fail(self, what: str, problem: str) -> SourceError:
+        return SourceError(f"{self.label}: {what}: {problem}")
+
+    def request(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
+                headers: Mapping[str, str] | None = None, data: Any = None,
+                ok_statuses: frozenset[int] = frozenset(), what: str | None = None) -> requests.Response:
+        """Send a request; returns a 2xx response, or one whose status is in ok_statuses.
+
+        Raises:
+            SourceError: any other status, after retries for 429/5xx; the message names the request
+                path and the provider's error code and message, never headers or the query.
+        """
+        what = what or self.describe(method, url)
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.requests_per_second > 0:
+                bucket_for(urlsplit(url).netloc, self.requests_per_second, self.burst).acquire()
+            send_headers = dict(headers or {})
+            if self.auth is not None:
+                send_headers.update(self.auth(False))
+            self.calls += 1
+            try:
+                response = self.session.request(method, url, params=params, headers=send_headers, data=data,
+                                                timeout=self.timeout_s)
+            except requests.exceptions.SSLError as exc:
+                raise self._fail(what, f"TLS verification failed ({type(exc).__name__}); set ca_bundle "
+                                       "for a private certificate authority") from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                problem = f"{'timed out' if isinstance(exc, requests.Timeout) else 'cannot connect'} to {urlsplit(url).netloc}"
+                self._wait(what, problem, attempt, None)
+                continue
+            status = response.status_code
+            if 200 <= status < 300 or status in ok_statuses:
+                return response
+            if status == 401 and self.auth is not None and not refreshed:
+                refreshed = True
+                log.info("%s: %s: HTTP 401, refreshing the access token once", self.label, what)
+                response.close()
+                self.auth(True)
+                continue
+            detail = describe_error_body(response)
+            problem = f"HTTP {status}" + (f" {detail}" if detail else "")
+            if status in RETRY_STATUSES:
+                response.close()
+                self._wait(what, problem, attempt, retry_after_seconds(response.headers.get("Retry-After")))
+                continue
+            if status == 401:
+                problem += " (still refused after refreshing the access token)"
+            raise self._fail(what, problem)
+
+    def get_json(self, url: str, params: Mapping[str, Any] | None = None, what: str | None = None) -> dict[str, Any]:
+        response = self.request("GET", url, params=params, what=what)
+        try:
+            body = response.json()
+        except ValueError:
+            raise self._fail(what or self.describe("GET", url), "the response is not JSON") from None
+        if not isinstance(body, dict):
+            raise self._fail(what or self.describe("GET", url), "the response is not a JSON object")
+        return body
+
+    def _wait(self, what: str, problem: str, attempt: int, retry_after: float | None) -> None:
+        """Sleep before the next attempt, or raise when attempts, the per-wait cap or the budget run out."""
+        policy = self.policy
+        if attempt >= policy.max_attempts:
+            raise self._fail(what, f"{problem}; gave up after {attempt} attempts")
+        if retry_after is not None:
+            if retry_after > policy.max_wait_s:
+                raise self._fail(what, f"{problem}; the server asked to retry after {retry_after:.0f}s, "
+                                       f"more than max_wait_s={policy.max_wait_s:g}")
+            wait = retry_after
+        else:
+            ceiling = min(policy.max_wait_s, policy.backoff_base_s * 2 ** (attempt - 1))
+            wait = random.uniform(ceiling / 2, ceiling)  # jitter so parallel clients spread out
+        if self.waited_s + wait > policy.total_wait_s:
+            raise self._fail(what, f"{problem}; retry budget of {policy.total_wait_s:g}s spent "
+                                   f"({self.waited_s:.0f}s waited)")
+        log.warning("%s: %s: %s; retrying in %.1fs (attempt %d)", self.label, what, problem, wait, attempt + 1)
+        self.waited_s += wait
+        self.sleep(wait)

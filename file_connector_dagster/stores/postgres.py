@@ -1,0 +1,369 @@
+"""PostgreSQL store: the same tables as SQLite, bulk upserts through COPY, one transaction per page."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+
+from ..errors import StoreError
+from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats, utcnow
+from .base import FILE_COLUMNS, Store
+from .migrations import MIGRATIONS
+
+# Any constant works; it only has to be the same for every process migrating this database.
+_MIGRATION_LOCK_KEY = 0x46434D4947  # "FCMIG"
+_COUNT_COLUMNS = ("listed", "added", "updated", "unchanged", "deleted", "errors", "pages", "api_calls")
+# Columns a page supplies; deleted_at, first_seen_at, updated_at, excluded_by and processing_errors are the store's.
+_PAGE_COLUMNS = tuple(c for c in FILE_COLUMNS if c not in (
+    "endpoint", "container", "deleted_at", "first_seen_at", "updated_at", "excluded_by", "processing_errors"))
+_REWRITTEN = tuple(c for c in FILE_COLUMNS if c not in ("endpoint", "external_id", "first_seen_at"))
+
+_PAGE_TABLE_DDL = """
+CREATE TEMPORARY TABLE IF NOT EXISTS page_files (
+    external_id TEXT NOT NULL, title TEXT NOT NULL, path TEXT NOT NULL, file_link TEXT,
+    date_created TIMESTAMPTZ, date_updated TIMESTAMPTZ, size BIGINT, mime_type TEXT, change_key TEXT,
+    project_id TEXT, user_id TEXT, metadata JSONB NOT NULL
+) ON COMMIT DELETE ROWS"""
+
+# One statement for a whole page: `prior` sees the rows as they were before the insert (all parts of a
+# WITH share one snapshot), the insert rewrites only rows that changed or were tombstones.
+_UPSERT_SQL = f"""
+WITH prior AS (
+    SELECT f.deleted_at IS NOT NULL AS was_deleted,
+           (f.change_key IS NOT DISTINCT FROM p.change_key AND f.path = p.path AND f.title = p.title
+            AND f.container = %(container)s) AS same
+    FROM page_files p JOIN files f ON f.endpoint = %(endpoint)s AND f.external_id = p.external_id
+), written AS (
+    INSERT INTO files ({', '.join(FILE_COLUMNS)})
+    SELECT %(endpoint)s, %(container)s, {', '.join(_PAGE_COLUMNS)}, NULL, %(now)s, %(now)s, NULL, NULL
+    FROM page_files
+    ON CONFLICT (endpoint, external_id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _REWRITTEN)}
+    WHERE files.deleted_at IS NOT NULL OR files.change_key IS DISTINCT FROM EXCLUDED.change_key
+       OR files.path <> EXCLUDED.path OR files.title <> EXCLUDED.title OR files.container <> EXCLUDED.container
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT (SELECT count(*) FROM written WHERE inserted),
+       (SELECT count(*) FROM prior WHERE NOT was_deleted AND NOT same),
+       (SELECT count(*) FROM prior WHERE NOT was_deleted AND same),
+       (SELECT count(*) FROM prior WHERE was_deleted)"""
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value: Any) -> str:
+    """One field in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.isoformat()
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def copy_rows(records: list[FileRecord]) -> io.StringIO:
+    """The page's records as COPY text for page_files (also used by benchmarks/pg_upsert.py)."""
+    buf = io.StringIO()
+    for rec in records:
+        buf.write("\t".join((
+            _copy_value(rec.external_id), _copy_value(rec.title), _copy_value(rec.path), _copy_value(rec.file_link),
+            _copy_value(rec.date_created), _copy_value(rec.date_updated), _copy_value(rec.size),
+            _copy_value(rec.mime_type), _copy_value(rec.change_key), _copy_value(rec.project_id),
+            _copy_value(rec.user_id), _copy_value(json.dumps(rec.metadata, default=str, ensure_ascii=False)),
+        )))
+        buf.write("\n")
+    buf.seek(0)
+    return buf
+
+
+def _label(dsn: str) -> str:
+    """How errors name the database: postgres:host:port/db, never the password."""
+    try:
+        parts = psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.Error:
+        return "postgres:(unparseable dsn)"
+    host = parts.get("host") or "localhost"
+    return f"postgres:{host}:{parts.get('port') or 5432}/{parts.get('dbname') or parts.get('user') or ''}"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _json(value: Any) -> psycopg2.extras.Json:
+    return psycopg2.extras.Json(value, dumps=lambda v: json.dumps(v, default=str, ensure_ascii=False))
+
+
+def _record(row: dict[str, Any]) -> FileRecord:
+    return FileRecord(
+        endpoint=row["endpoint"], container=row["container"], external_id=row["external_id"], title=row["title"],
+        path=row["path"], file_link=row["file_link"], date_created=row["date_created"],
+        date_updated=row["date_updated"], size=row["size"], mime_type=row["mime_type"],
+        change_key=row["change_key"], project_id=row["project_id"], user_id=row["user_id"],
+        metadata=row["metadata"] or {}, deleted_at=row["deleted_at"], first_seen_at=row["first_seen_at"],
+        updated_at=row["updated_at"], excluded_by=row["excluded_by"],
+        processing_errors=row["processing_errors"] or [],
+    )
+
+
+class PostgresStore(Store):
+    """Files in a PostgreSQL database (psycopg2). One connection per store; a broken connection is
+    replaced on the next call, so a sync can be re-run with the same store after the server comes back."""
+
+    def __init__(self, dsn: str, connect_timeout: int = 10):
+        self.dsn = dsn
+        self.label = _label(dsn)
+        self.connect_timeout = connect_timeout
+        self._conn: psycopg2.extensions.connection | None = None
+        self._lock = threading.RLock()  # one connection: calls from several threads take turns
+        self._connection("connect")
+
+    # -- connection and transactions ------------------------------------------------------------
+    def _connection(self, operation: str) -> psycopg2.extensions.connection:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        self._conn = None
+        try:
+            conn = psycopg2.connect(self.dsn, connect_timeout=self.connect_timeout,
+                                    application_name="file-connector")
+            with conn.cursor() as cur:
+                cur.execute("SET TIME ZONE 'UTC'")  # timestamps come back tz-aware in UTC
+                cur.execute(_PAGE_TABLE_DDL)
+            conn.commit()
+        except psycopg2.Error as exc:
+            raise StoreError(f"{self.label}: {operation}: cannot connect: {_one_line(exc)}") from None
+        self._conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self, operation: str) -> Iterator[psycopg2.extensions.cursor]:
+        """One transaction: commit on success, roll back on any error; database errors become StoreError."""
+        with self._lock:
+            conn = self._connection(operation)
+            try:
+                with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                    yield cur
+                conn.commit()
+            except BaseException as exc:
+                self._rollback(conn)
+                if isinstance(exc, psycopg2.Error):
+                    lost = isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) or conn.closed
+                    hint = " (connection lost; nothing of this operation was committed)" if lost else ""
+                    raise StoreError(f"{self.label}: {operation}: {_one_line(exc)}{hint}") from None
+                raise
+
+    def _rollback(self, conn: psycopg2.extensions.connection) -> None:
+        try:
+            if not conn.closed:
+                conn.rollback()
+        except psycopg2.Error:
+            pass
+        if conn.closed:
+            self._conn = None
+        elif conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN:
+            conn.close()
+            self._conn = None
+
+    # -- schema ---------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        with self._tx("migrate") as cur:
+            # Held until commit: a second migrating process waits here, then finds nothing to do.
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                        "description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)")
+            cur.execute("SELECT COALESCE(MAX(version), 0) AS version FROM schema_version")
+            current = cur.fetchone()["version"]
+            for migration in MIGRATIONS:
+                if migration.version > current:
+                    for statement in migration.postgres:
+                        cur.execute(statement)
+                    cur.execute("INSERT INTO schema_version VALUES (%s, %s, %s)",
+                                (migration.version, migration.description, utcnow()))
+                    current = migration.version
+        return current
+
+    # -- endpoints and state --------------------------------------------------------------------
+    def upsert_endpoint(self, name: str, type_name: str, project_id: str | None, user_id: str | None,
+                        details: dict[str, Any], is_active: bool = True) -> None:
+        with self._tx(f"upsert endpoint {name}") as cur:
+            cur.execute(
+                "INSERT INTO endpoints (name, type, project_id, user_id, details, is_active, updated_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET type = EXCLUDED.type, "
+                "project_id = EXCLUDED.project_id, user_id = EXCLUDED.user_id, details = EXCLUDED.details, "
+                "is_active = EXCLUDED.is_active, updated_at = EXCLUDED.updated_at",
+                (name, type_name, project_id, user_id, _json(details), is_active, utcnow()))
+
+    def sync_state(self, endpoint: str, container: str) -> SyncState:
+        with self._tx(f"read sync state of {endpoint}/{container}") as cur:
+            cur.execute("SELECT cursor, listing_in_progress, last_sync_at, processed_until FROM sync_state "
+                        "WHERE endpoint = %s AND container = %s", (endpoint, container))
+            row = cur.fetchone()
+        return SyncState(**row) if row else SyncState()
+
+    def folders(self, endpoint: str, container: str) -> dict[str, Folder]:
+        with self._tx(f"read folders of {endpoint}/{container}") as cur:
+            cur.execute("SELECT folder_id, parent_id, name FROM folders WHERE endpoint = %s AND container = %s",
+                        (endpoint, container))
+            return {r["folder_id"]: Folder(r["folder_id"], r["parent_id"], r["name"]) for r in cur}
+
+    def reset_cursor(self, endpoint: str, container: str) -> None:
+        with self._tx(f"reset cursor of {endpoint}/{container}") as cur:
+            cur.execute("UPDATE sync_state SET cursor = NULL, listing_in_progress = FALSE "
+                        "WHERE endpoint = %s AND container = %s", (endpoint, container))
+
+    # -- sync logs ------------------------------------------------------------------------------
+    def start_sync(self, endpoint: str, container: str) -> int:
+        with self._tx(f"start sync of {endpoint}/{container}") as cur:
+            cur.execute("INSERT INTO sync_logs (endpoint, container, started, status) "
+                        "VALUES (%s, %s, %s, 'running') RETURNING id", (endpoint, container, utcnow()))
+            return int(cur.fetchone()["id"])
+
+    def finish_sync(self, sync_id: int | str, stats: SyncStats) -> None:
+        counts = stats.counts()
+        with self._tx(f"finish sync of {stats.endpoint}/{stats.container}") as cur:
+            cur.execute(
+                f"UPDATE sync_logs SET finished = %s, status = %s, "
+                f"{', '.join(f'{c} = %s' for c in _COUNT_COLUMNS)}, error = %s WHERE id = %s",
+                (utcnow(), stats.status, *(counts[c] for c in _COUNT_COLUMNS), stats.error, int(sync_id)))
+
+    def sync_logs(self, endpoint: str | None = None, limit: int = 100) -> list[SyncLog]:
+        where, args = ("WHERE endpoint = %s", [endpoint]) if endpoint else ("", [])
+        with self._tx("read sync logs") as cur:
+            cur.execute(f"SELECT * FROM sync_logs {where} ORDER BY started DESC, id DESC LIMIT %s", (*args, limit))
+            rows = cur.fetchall()
+        return [SyncLog(endpoint=r["endpoint"], container=r["container"], started=r["started"],
+                        finished=r["finished"], status=r["status"], counts={c: int(r[c]) for c in _COUNT_COLUMNS},
+                        error=r["error"], sync_id=r["id"]) for r in rows]
+
+    # -- pages ----------------------------------------------------------------------------------
+    def apply_page(self, endpoint: str, container: str, page: ChangePage) -> PageStats:
+        stats = PageStats()
+        now = utcnow()
+        scope = {"endpoint": endpoint, "container": container, "now": now}
+        with self._tx(f"apply page of {endpoint}/{container}") as cur:
+            for old, new in page.moves:
+                prefix = old + "/"
+                if new is None:
+                    cur.execute("UPDATE files SET deleted_at = %(now)s, updated_at = %(now)s WHERE endpoint = %(endpoint)s "
+                                "AND container = %(container)s AND deleted_at IS NULL AND starts_with(path, %(prefix)s)",
+                                {**scope, "prefix": prefix})
+                    stats.deleted += cur.rowcount
+                else:
+                    cur.execute("UPDATE files SET path = %(new)s || substr(path, %(rest)s), updated_at = %(now)s "
+                                "WHERE endpoint = %(endpoint)s AND container = %(container)s "
+                                "AND starts_with(path, %(prefix)s)",
+                                {**scope, "prefix": prefix, "new": new + "/", "rest": len(prefix) + 1})
+                    stats.updated += cur.rowcount
+            if page.deletions:
+                cur.execute("UPDATE files SET deleted_at = %(now)s, updated_at = %(now)s WHERE endpoint = %(endpoint)s "
+                            "AND deleted_at IS NULL AND external_id = ANY(%(ids)s)", {**scope, "ids": page.deletions})
+                stats.deleted += cur.rowcount
+            if page.upserts:
+                cur.copy_expert("COPY page_files FROM STDIN", copy_rows(page.upserts))
+                cur.execute(_UPSERT_SQL, scope)
+                added, updated, unchanged, restored = cur.fetchone().values()
+                stats.added += added
+                stats.updated += updated
+                stats.unchanged += unchanged
+                stats.restored += restored
+            if page.folders:
+                psycopg2.extras.execute_values(
+                    cur, "INSERT INTO folders (endpoint, container, folder_id, parent_id, name) VALUES %s "
+                    "ON CONFLICT (endpoint, container, folder_id) DO UPDATE SET parent_id = EXCLUDED.parent_id, "
+                    "name = EXCLUDED.name",
+                    [(endpoint, container, f.folder_id, f.parent_id, f.name) for f in page.folders],
+                    page_size=len(page.folders))
+            if page.folder_deletions:
+                cur.execute("DELETE FROM folders WHERE endpoint = %(endpoint)s AND container = %(container)s "
+                            "AND folder_id = ANY(%(ids)s)", {**scope, "ids": page.folder_deletions})
+            if page.full_listing:
+                self._listing(cur, page, scope, stats)
+            cur.execute(
+                "INSERT INTO sync_state (endpoint, container, cursor, listing_in_progress, last_sync_at, updated_at) "
+                "VALUES (%(endpoint)s, %(container)s, %(cursor)s, %(in_progress)s, %(last_sync_at)s, %(now)s) "
+                "ON CONFLICT (endpoint, container) DO UPDATE SET cursor = EXCLUDED.cursor, "
+                "listing_in_progress = EXCLUDED.listing_in_progress, "
+                "last_sync_at = COALESCE(EXCLUDED.last_sync_at, sync_state.last_sync_at), updated_at = EXCLUDED.updated_at",
+                {**scope, "cursor": page.cursor, "in_progress": page.full_listing and not page.last,
+                 "last_sync_at": now if page.last else None})
+            if page.upserts:
+                cur.execute("TRUNCATE page_files")  # ON COMMIT DELETE ROWS does it too; keep the session clean now
+        return stats
+
+    @staticmethod
+    def _listing(cur: psycopg2.extensions.cursor, page: ChangePage, scope: dict[str, Any], stats: PageStats) -> None:
+        """listing_seen bookkeeping of a full listing, and its sweep at the end."""
+        if page.starts_listing:
+            cur.execute("DELETE FROM listing_seen WHERE endpoint = %(endpoint)s AND container = %(container)s", scope)
+        if page.upserts:
+            cur.execute("INSERT INTO listing_seen (endpoint, container, external_id) "
+                        "SELECT %(endpoint)s, %(container)s, external_id FROM page_files ON CONFLICT DO NOTHING", scope)
+        if page.last and not page.listing_incomplete:
+            cur.execute(
+                "UPDATE files f SET deleted_at = %(now)s, updated_at = %(now)s WHERE f.endpoint = %(endpoint)s "
+                "AND f.container = %(container)s AND f.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM listing_seen s "
+                "WHERE s.endpoint = f.endpoint AND s.container = f.container AND s.external_id = f.external_id)", scope)
+            stats.deleted += cur.rowcount
+        if page.last:
+            cur.execute("DELETE FROM listing_seen WHERE endpoint = %(endpoint)s AND container = %(container)s", scope)
+
+    # -- reading and processing -----------------------------------------------------------------
+    def iter_files(self, endpoint: str, container: str | None = None, *, changed_since: datetime | None = None,
+                   include_deleted: bool = True, page_size: int = 1000) -> Iterator[list[FileRecord]]:
+        where, args = ["endpoint = %s"], [endpoint]
+        if container is not None:
+            where.append("container = %s")
+            args.append(container)
+        if changed_since is not None:
+            where.append("updated_at > %s")
+            args.append(changed_since if changed_since.tzinfo else changed_since.replace(tzinfo=timezone.utc))
+        if not include_deleted:
+            where.append("deleted_at IS NULL")
+        after: tuple[datetime, str] | None = None
+        while True:  # keyset pagination, one short transaction per page: memory stays at one page
+            page_where, page_args = list(where), list(args)
+            if after is not None:
+                page_where.append("(updated_at, external_id) > (%s, %s)")
+                page_args.extend(after)
+            with self._tx(f"read files of {endpoint}") as cur:
+                cur.execute(f"SELECT * FROM files WHERE {' AND '.join(page_where)} "
+                            f"ORDER BY updated_at, external_id LIMIT %s", (*page_args, page_size))
+                rows = cur.fetchall()
+            if not rows:
+                return
+            yield [_record(r) for r in rows]
+            after = (rows[-1]["updated_at"], rows[-1]["external_id"])
+
+    def apply_processing(self, endpoint: str, container: str, records: list[FileRecord]) -> None:
+        if not records:
+            return
+        latest = max(r.updated_at for r in records if r.updated_at is not None)
+        with self._tx(f"store processing results of {endpoint}/{container}") as cur:
+            psycopg2.extras.execute_values(
+                cur, "UPDATE files f SET excluded_by = v.excluded_by, processing_errors = v.processing_errors::jsonb, "
+                "metadata = v.metadata::jsonb FROM (VALUES %s) AS v (external_id, excluded_by, processing_errors, metadata) "
+                "WHERE f.endpoint = %s AND f.external_id = v.external_id",
+                [(r.external_id, r.excluded_by, json.dumps(r.processing_errors),
+                  json.dumps(r.metadata, default=str, ensure_ascii=False)) for r in records],
+                template="(%s, %s, %s, %s)", page_size=len(records))
+            # execute_values cannot mix its VALUES list with trailing parameters, so bind endpoint by hand
+            cur.execute(
+                "INSERT INTO sync_state (endpoint, container, processed_until, updated_at) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (endpoint, container) DO UPDATE SET "
+                "processed_until = GREATEST(sync_state.processed_until, EXCLUDED.processed_until)",
+                (endpoint, container, latest, utcnow()))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and not self._conn.closed:
+                self._conn.close()
+            self._conn = None
