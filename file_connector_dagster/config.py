@@ -175,11 +175,23 @@ class EndpointConfig(_Strict):
         from .processors.base import processor_class
         from .sources.base import source_class
 
-        cls = source_class(self.type)  # ConfigError lists the known types
+        def check(where: str, validate: Any) -> Any:
+            try:
+                return validate()
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                field_path = ".".join(str(p) for p in (where, *first["loc"]))
+                raise ValueError(f"{field_path}: {first['msg'].removeprefix('Value error, ')}") from None
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+
+        cls = check("type", lambda: source_class(self.type))
         if not isinstance(self.endpoint_details, cls.Details):
-            self.endpoint_details = cls.Details.model_validate(self.endpoint_details or {})
-        for proc in self.processors:
-            processor_class(proc.type).Options.model_validate(proc.model_extra or {})
+            self.endpoint_details = check("endpoint_details",
+                                          lambda: cls.Details.model_validate(self.endpoint_details or {}))
+        for i, proc in enumerate(self.processors):
+            check(f"processors[{i}]",
+                  lambda: processor_class(proc.type).Options.model_validate(proc.model_extra or {}))
         return self
 
     def secret_free_details(self) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def processor_types() -> dict[str, type[Processor]]:
 def processor_class(type_name: str) -> type[Processor]:
     types = processor_types()
     if type_name not in types:
-        raise ConfigError(f"processors: unknown processor {type_name!r}; known: {', '.join(sorted(types))}")
+        raise ConfigError(f"unknown processor {type_name!r}; known: {', '.join(sorted(types))}")
     return types[type_name]
 
 
