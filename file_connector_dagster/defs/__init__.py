@@ -23,7 +23,7 @@ def build_definitions(path: str | os.PathLike | None = None) -> Definitions:
     for endpoint in config.active_endpoints:
         partitions = partitions_for(endpoint)
         endpoint_assets = build_endpoint_assets(endpoint, config.store.type, partitions)
-        job = build_job(endpoint, endpoint_assets, partitions)
+        job = build_job(endpoint, endpoint_assets)
         assets += endpoint_assets
         jobs.append(job)
         sensors.append(build_discovery_sensor(endpoint, job, partitions))

@@ -22,12 +22,10 @@ from .resources import FileConnectorResource
 SYNC_RETRY = RetryPolicy(max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
 
-def build_job(endpoint: EndpointConfig, assets: list[AssetsDefinition],
-              partitions: DynamicPartitionsDefinition) -> UnresolvedAssetJobDefinition:
+def build_job(endpoint: EndpointConfig, assets: list[AssetsDefinition]) -> UnresolvedAssetJobDefinition:
     return define_asset_job(
         name=f"sync_{group_name(endpoint)}",
         selection=AssetSelection.assets(*assets),
-        partitions_def=partitions,
         op_retry_policy=SYNC_RETRY,
         description=f"Sync endpoint {endpoint.name}: listing, then processors.",
         tags={"file_connector/endpoint": endpoint.name},

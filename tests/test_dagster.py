@@ -1,0 +1,199 @@
+"""The Dagster layer in process: assets + IO managers into the real SQLite store, sensors,
+schedules, the CLI, and a definitions load with 500 endpoints."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from dagster import (
+    AssetKey, DagsterInstance, RunRequest, SensorResult, build_schedule_context, build_sensor_context,
+    instance_for_test, materialize,
+)
+
+from file_connector_dagster.cli import main as cli_main
+from file_connector_dagster.defs import build_definitions
+from file_connector_dagster.stores.sqlite import SQLiteStore
+
+CONFIG = """
+store: {type: sqlite, path: inv.db}
+endpoints:
+  - name: team-share
+    type: local
+    project_id: p-42
+    endpoint_details: {roots: share, containers: subfolders}
+    schedule: {cron: "0 7 * * 1-5", timezone: Europe/Berlin}
+    processors:
+      - {type: glob_filter, exclude: ["*.tmp"]}
+      - {type: size_limit, max_bytes: 10}
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "share/alpha/sub").mkdir(parents=True)
+    (tmp_path / "share/beta").mkdir()
+    (tmp_path / "share/alpha/sub/a.txt").write_text("small")
+    (tmp_path / "share/alpha/big.bin").write_bytes(b"x" * 100)
+    (tmp_path / "share/alpha/scratch.tmp").write_text("t")
+    (tmp_path / "share/beta/ü.txt").write_text("b")
+    (tmp_path / "connector.yaml").write_text(CONFIG)
+    return tmp_path
+
+
+def rows(workdir: Path) -> dict[str, object]:
+    store = SQLiteStore(workdir / "inv.db")
+    try:
+        return {r.path: r for page in store.iter_files("team-share") for r in page}
+    finally:
+        store.close()
+
+
+def test_materialize_partition_writes_store_and_metadata(workdir):
+    defs = build_definitions(workdir / "connector.yaml")
+    listing = defs.resolve_assets_def(AssetKey(["listings", "team-share"]))
+    files = defs.resolve_assets_def(AssetKey(["files", "team-share"]))
+    assert listing.partitions_def.name == "team_share_containers"
+    assert listing.group_names_by_key[listing.key] == "team_share"
+    assert {"local", "sqlite"} <= set(listing.specs_by_key[listing.key].kinds)
+    assert listing.specs_by_key[listing.key].tags["file_connector/source"] == "local"
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("team_share_containers", ["alpha", "beta"])
+        result = materialize([listing, files], partition_key="alpha", instance=instance)
+        assert result.success
+        meta = {e.asset_key.path[0]: {k: v.value for k, v in e.materialization.metadata.items()}
+                for e in result.get_asset_materialization_events()}
+        assert {k: meta["listings"][k] for k in ("listed", "added", "unchanged", "deleted", "pages")} == \
+            {"listed": 3, "added": 3, "unchanged": 0, "deleted": 0, "pages": 1}
+        assert meta["files"]["processed"] == 3 and meta["files"]["excluded"] == 2
+        stored = rows(workdir)
+        assert stored["big.bin"].excluded_by == "size_limit" and stored["scratch.tmp"].excluded_by == "glob_filter"
+        assert stored["sub/a.txt"].excluded_by is None and stored["sub/a.txt"].project_id == "p-42"
+
+        # second run: nothing changed, so nothing to process
+        (workdir / "share/alpha/scratch.tmp").unlink()
+        result = materialize([listing, files], partition_key="alpha", instance=instance)
+        meta = {e.asset_key.path[0]: {k: v.value for k, v in e.materialization.metadata.items()}
+                for e in result.get_asset_materialization_events()}
+        assert (meta["listings"]["unchanged"], meta["listings"]["deleted"]) == (2, 1)
+        assert (meta["files"]["processed"], meta["files"]["deleted"]) == (1, 1)
+        # the UI's per-partition view reads these materializations
+        latest = instance.get_latest_materialization_event(AssetKey(["listings", "team-share"]))
+        assert latest.dagster_event.partition == "alpha"
+
+
+def test_discovery_sensor_adds_partitions_once(workdir):
+    defs = build_definitions(workdir / "connector.yaml")
+    sensor = defs.resolve_sensor_def("discover_team_share")
+    assert sensor.minimum_interval_seconds == 300
+    with instance_for_test() as instance:
+        with build_sensor_context(instance_ref=instance.get_ref(), resources=defs.resources) as context:
+            result = sensor(context)
+        assert isinstance(result, SensorResult)
+        assert sorted(r.partition_key for r in result.run_requests) == ["alpha", "beta"]
+        assert {r.run_key for r in result.run_requests} == {"first-sync:team-share:alpha", "first-sync:team-share:beta"}
+        assert result.dynamic_partitions_requests[0].partition_keys == ["alpha", "beta"]
+        instance.add_dynamic_partitions("team_share_containers", ["alpha", "beta"])
+        (workdir / "share/gamma").mkdir()
+        with build_sensor_context(instance_ref=instance.get_ref(), resources=defs.resources) as context:
+            result = sensor(context)
+        assert [r.partition_key for r in result.run_requests] == ["gamma"]
+        assert json.loads(result.cursor)["containers"] == ["alpha", "beta", "gamma"]
+
+
+def test_schedule_requests_every_container(workdir):
+    defs = build_definitions(workdir / "connector.yaml")
+    schedule = defs.resolve_schedule_def("sync_team_share_schedule")
+    assert schedule.execution_timezone == "Europe/Berlin" and schedule.cron_schedule == "0 7 * * 1-5"
+    assert schedule.job_name == "sync_team_share"
+    with instance_for_test() as instance:
+        tick = datetime(2026, 11, 27, 6, 0, tzinfo=timezone.utc)
+        skipped = schedule.evaluate_tick(build_schedule_context(instance=instance, scheduled_execution_time=tick, repository_def=defs.get_repository_def()))
+        assert not skipped.run_requests and "no containers yet" in skipped.skip_message
+        instance.add_dynamic_partitions("team_share_containers", ["alpha", "beta"])
+        data = schedule.evaluate_tick(build_schedule_context(instance=instance, scheduled_execution_time=tick, repository_def=defs.get_repository_def()))
+        assert [(r.partition_key, r.run_key) for r in data.run_requests] == [
+            ("alpha", f"team-share:alpha:{tick.isoformat()}"), ("beta", f"team-share:beta:{tick.isoformat()}")]
+
+
+def test_job_per_endpoint_runs_a_partition(workdir):
+    defs = build_definitions(workdir / "connector.yaml")
+    job = defs.resolve_job_def("sync_team_share")
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("team_share_containers", ["beta"])
+        result = job.execute_in_process(partition_key="beta", instance=instance)
+        assert result.success
+    assert set(rows(workdir)) == {"ü.txt"}
+
+
+def test_cli_sync_status_and_failure(workdir, capsys, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    config = str(workdir / "connector.yaml")
+    assert cli_main(["sync", "--config", config]) == 0
+    out = capsys.readouterr().out
+    lines = [line.split() for line in out.strip().splitlines()]
+    assert lines[0][:8] == ["endpoint", "container", "listed", "added", "updated", "unchanged", "deleted", "errors"]
+    assert lines[1][:8] == ["team-share", "alpha", "3", "3", "0", "0", "0", "0"] and lines[1][-1] == "ok"
+    assert lines[2][:8] == ["team-share", "beta", "1", "1", "0", "0", "0", "0"]
+
+    (workdir / "share/beta/ü.txt").unlink()
+    assert cli_main(["sync", "--config", config, "--endpoint", "team-share", "--container", "beta"]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.strip().splitlines()]
+    assert lines[1][:8] == ["team-share", "beta", "0", "0", "0", "0", "1", "0"]
+
+    assert cli_main(["sync", "--config", config, "--full"]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.strip().splitlines()]
+    assert lines[1][:8] == ["team-share", "alpha", "3", "0", "0", "3", "0", "0"]
+
+    assert cli_main(["status", "--config", config]) == 0
+    status = capsys.readouterr().out
+    assert "team-share  beta" in status and "success" in status
+
+    # a container that vanished fails clearly, the others still sync, exit code 1
+    os.rename(workdir / "share/alpha", workdir / "share/renamed")
+    assert cli_main(["sync", "--config", config, "--endpoint", "team-share", "--container", "alpha"]) == 1
+    assert "no container 'alpha'" in capsys.readouterr().err
+
+
+def test_cli_sync_failure_is_one_line_in_the_table(workdir, capsys, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    (workdir / "connector.yaml").write_text(CONFIG.replace("type: sqlite, path: inv.db",
+                                                           "type: postgres, dsn: 'postgresql://u:${FC_NOPE}@h/db'"))
+    monkeypatch.delenv("FC_NOPE", raising=False)
+    assert cli_main(["sync", "--config", str(workdir / "connector.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "failed: store.dsn: environment variable FC_NOPE is not set" in out
+
+
+def test_definitions_with_500_endpoints_load_without_io(tmp_path):
+    endpoints = [
+        {"name": f"ep-{i:03}", "type": "local", "endpoint_details": {"roots": f"/nonexistent/{i}"},
+         "schedule": "0 * * * *", "processors": [{"type": "size_limit", "max_bytes": 1000}]}
+        for i in range(500)
+    ]
+    path = tmp_path / "connector.yaml"
+    path.write_text(json.dumps({"store": {"type": "postgres", "dsn": "postgresql://x:${FC_UNSET_PW}@nohost/db"},
+                                "endpoints": endpoints}))
+    started = time.perf_counter()
+    defs = build_definitions(path)  # no store, no source, no secret touched
+    repo = defs.get_repository_def()
+    elapsed = time.perf_counter() - started
+    assert len(repo.assets_defs_by_key) == 1000
+    assert len(repo.schedule_defs) == 500 and len(repo.sensor_defs) == 500 and len(repo.get_all_jobs()) >= 500
+    print(f"500 endpoints: definitions built and resolved in {elapsed:.2f}s")
+    assert elapsed < 60  # generous: catches I/O or quadratic work, not a benchmark
+
+
+def test_workspace_yaml_loads_as_dagster_dev_does(workdir):
+    repo_root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "FILE_CONNECTOR_CONFIG": str(workdir / "connector.yaml"), "DAGSTER_HOME": str(workdir)}
+    (workdir / "dagster.yaml").write_text((repo_root / "dagster.yaml").read_text())
+    proc = subprocess.run(["dagster", "definitions", "validate", "-w", "workspace.yaml"], cwd=repo_root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Validation successful" in proc.stdout + proc.stderr
