@@ -50,10 +50,10 @@ WITH prior AS (
        OR files.path <> EXCLUDED.path OR files.title <> EXCLUDED.title OR files.container <> EXCLUDED.container
     RETURNING (xmax = 0) AS inserted
 )
-SELECT (SELECT count(*) FROM written WHERE inserted),
-       (SELECT count(*) FROM prior WHERE NOT was_deleted AND NOT same),
-       (SELECT count(*) FROM prior WHERE NOT was_deleted AND same),
-       (SELECT count(*) FROM prior WHERE was_deleted)"""
+SELECT (SELECT count(*) FROM written WHERE inserted) AS added,
+       (SELECT count(*) FROM prior WHERE NOT was_deleted AND NOT same) AS updated,
+       (SELECT count(*) FROM prior WHERE NOT was_deleted AND same) AS unchanged,
+       (SELECT count(*) FROM prior WHERE was_deleted) AS restored"""
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -270,11 +270,11 @@ class PostgresStore(Store):
             if page.upserts:
                 cur.copy_expert("COPY page_files FROM STDIN", copy_rows(page.upserts))
                 cur.execute(_UPSERT_SQL, scope)
-                added, updated, unchanged, restored = cur.fetchone().values()
-                stats.added += added
-                stats.updated += updated
-                stats.unchanged += unchanged
-                stats.restored += restored
+                counts = cur.fetchone()
+                stats.added += counts["added"]
+                stats.updated += counts["updated"]
+                stats.unchanged += counts["unchanged"]
+                stats.restored += counts["restored"]
             if page.folders:
                 psycopg2.extras.execute_values(
                     cur, "INSERT INTO folders (endpoint, container, folder_id, parent_id, name) VALUES %s "
@@ -295,8 +295,6 @@ class PostgresStore(Store):
                 "last_sync_at = COALESCE(EXCLUDED.last_sync_at, sync_state.last_sync_at), updated_at = EXCLUDED.updated_at",
                 {**scope, "cursor": page.cursor, "in_progress": page.full_listing and not page.last,
                  "last_sync_at": now if page.last else None})
-            if page.upserts:
-                cur.execute("TRUNCATE page_files")  # ON COMMIT DELETE ROWS does it too; keep the session clean now
         return stats
 
     @staticmethod
@@ -348,14 +346,14 @@ class PostgresStore(Store):
             return
         latest = max(r.updated_at for r in records if r.updated_at is not None)
         with self._tx(f"store processing results of {endpoint}/{container}") as cur:
-            psycopg2.extras.execute_values(
-                cur, "UPDATE files f SET excluded_by = v.excluded_by, processing_errors = v.processing_errors::jsonb, "
-                "metadata = v.metadata::jsonb FROM (VALUES %s) AS v (external_id, excluded_by, processing_errors, metadata) "
+            cur.execute(
+                "UPDATE files f SET excluded_by = v.excluded_by, processing_errors = v.processing_errors::jsonb, "
+                "metadata = v.metadata::jsonb FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
+                "AS v (external_id, excluded_by, processing_errors, metadata) "
                 "WHERE f.endpoint = %s AND f.external_id = v.external_id",
-                [(r.external_id, r.excluded_by, json.dumps(r.processing_errors),
-                  json.dumps(r.metadata, default=str, ensure_ascii=False)) for r in records],
-                template="(%s, %s, %s, %s)", page_size=len(records))
-            # execute_values cannot mix its VALUES list with trailing parameters, so bind endpoint by hand
+                ([r.external_id for r in records], [r.excluded_by for r in records],
+                 [json.dumps(r.processing_errors) for r in records],
+                 [json.dumps(r.metadata, default=str, ensure_ascii=False) for r in records], endpoint))
             cur.execute(
                 "INSERT INTO sync_state (endpoint, container, processed_until, updated_at) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (endpoint, container) DO UPDATE SET "

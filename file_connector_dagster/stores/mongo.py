@@ -1,0 +1,361 @@
+"""MongoDB store: the same collections as the SQL tables, unordered bulk upserts, one transaction per page
+where the server supports it (a replica set or sharded cluster); on a standalone server the page's writes
+come first and its cursor last, so a page cut short is simply applied again."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+import bson.errors
+import pymongo
+import pymongo.errors
+from bson import ObjectId
+from bson.codec_options import CodecOptions
+from pymongo import ASCENDING, DESCENDING, DeleteMany, UpdateOne
+from pymongo.client_session import ClientSession
+
+from ..errors import StoreError
+from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats, utcnow
+from .base import FILE_COLUMNS, Store, is_unchanged
+
+SCHEMA_VERSION = 1
+_COUNT_FIELDS = ("listed", "added", "updated", "unchanged", "deleted", "errors", "pages", "api_calls")
+# Ids per $in list. Real mongod takes thousands happily; the test server's $in cost grows with the list
+# squared, and 200 keeps both fast.
+_CHUNK = 200
+
+# (collection, keys, options): the seed's indexes plus the ones the store's own lookups need.
+_INDEXES: tuple[tuple[str, list[tuple[str, int]], dict[str, Any]], ...] = (
+    ("files", [("endpoint", ASCENDING), ("external_id", ASCENDING)], {"unique": True, "name": "files_endpoint_external_id"}),
+    ("files", [("endpoint", ASCENDING), ("updated_at", DESCENDING)], {"name": "files_endpoint_updated"}),
+    ("files", [("endpoint", ASCENDING), ("container", ASCENDING), ("path", ASCENDING)], {"name": "files_container_path"}),
+    ("files", [("project_id", ASCENDING)], {"name": "files_project"}),
+    ("files", [("date_updated", DESCENDING)], {"name": "files_date_updated"}),
+    ("endpoints", [("name", ASCENDING)], {"unique": True, "name": "endpoints_name"}),
+    ("sync_state", [("endpoint", ASCENDING), ("container", ASCENDING)], {"unique": True, "name": "sync_state_key"}),
+    ("sync_logs", [("endpoint", ASCENDING), ("started", DESCENDING)], {"name": "sync_logs_endpoint_started"}),
+    ("sync_logs", [("status", ASCENDING)], {"name": "sync_logs_status"}),
+    ("folders", [("endpoint", ASCENDING), ("container", ASCENDING), ("folder_id", ASCENDING)],
+     {"unique": True, "name": "folders_key"}),
+    ("listing_seen", [("endpoint", ASCENDING), ("container", ASCENDING), ("external_id", ASCENDING)],
+     {"unique": True, "name": "listing_seen_key"}),
+)
+
+
+def _ms(value: datetime | None) -> datetime | None:
+    """BSON dates hold milliseconds: round here so what a caller keeps equals what it reads back."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def _plain(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata as the SQL stores keep it (JSON; anything else as its str), so every store reads back alike."""
+    return json.loads(json.dumps(metadata, default=str, ensure_ascii=False))
+
+
+def _label(uri: str, database: str) -> str:
+    """How errors name the database: mongo:hosts/db, never the credentials (parsed by hand: parsing an
+    SRV uri with pymongo would already query DNS)."""
+    match = re.match(r"mongodb(?:\+srv)?://(?:[^@/]*@)?([^/?]*)", uri or "")
+    return f"mongo:{match.group(1) if match else '(unparseable uri)'}/{database}"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
+def _record(doc: dict[str, Any]) -> FileRecord:
+    return FileRecord(**{c: doc.get(c) for c in FILE_COLUMNS if c not in ("metadata", "processing_errors")},
+                      metadata=doc.get("metadata") or {}, processing_errors=doc.get("processing_errors") or [])
+
+
+class MongoStore(Store):
+    """Files in a MongoDB database (pymongo)."""
+
+    def __init__(self, uri: str, database: str, server_selection_timeout_ms: int = 15000):
+        self.label = _label(uri, database)
+        if not re.fullmatch(r"[^/\\. \"$*<>:|?\x00]{1,63}", database or ""):
+            raise StoreError(f"{self.label}: invalid database name {database!r}")
+        options: dict[str, Any] = {"tz_aware": True, "appname": "file-connector"}
+        if "serverselectiontimeoutms" not in uri.lower():  # the uri's own setting wins
+            options["serverSelectionTimeoutMS"] = server_selection_timeout_ms
+        try:
+            self.client: pymongo.MongoClient = pymongo.MongoClient(uri, **options)
+        except (pymongo.errors.PyMongoError, ValueError) as exc:
+            raise StoreError(f"{self.label}: cannot open: {_one_line(exc)}") from None
+        self.db = self.client.get_database(database, codec_options=CodecOptions(tz_aware=True, tzinfo=timezone.utc))
+        self._transactions: bool | None = None  # learnt on first use
+        self._lock = threading.Lock()
+
+    # -- errors and transactions ----------------------------------------------------------------
+    @contextmanager
+    def _errors(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except (pymongo.errors.PyMongoError, bson.errors.BSONError) as exc:
+            lost = isinstance(exc, (pymongo.errors.AutoReconnect, pymongo.errors.ServerSelectionTimeoutError))
+            hint = " (server unreachable; the cursor was not advanced)" if lost and operation.startswith("apply") else ""
+            raise StoreError(f"{self.label}: {operation}: {_one_line(exc)}{hint}") from None
+
+    def _supports_transactions(self) -> bool:
+        if self._transactions is None:
+            with self._lock:
+                hello = self.client.admin.command("hello")
+                # Transactions need a replica set member or a mongos.
+                self._transactions = bool(hello.get("setName") or hello.get("msg") == "isdbgrid")
+        return self._transactions
+
+    # -- schema ---------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Create the collections' indexes (create_index is idempotent, so concurrent callers are safe)."""
+        with self._errors("migrate"):
+            current = self.db.schema_version.find_one(sort=[("_id", DESCENDING)])
+            if current is not None and current["_id"] >= SCHEMA_VERSION:
+                return int(current["_id"])
+            existing = set(self.db.list_collection_names())
+            for name in ("files", "endpoints", "sync_state", "sync_logs", "folders", "listing_seen", "schema_version"):
+                if name not in existing:  # explicit, so writes inside a transaction never have to create one
+                    try:
+                        self.db.create_collection(name)
+                    except pymongo.errors.CollectionInvalid:
+                        pass  # a concurrent migrate made it
+            for collection, keys, options in _INDEXES:
+                self.db[collection].create_index(keys, **options)
+            self.db.schema_version.update_one(
+                {"_id": SCHEMA_VERSION},
+                {"$setOnInsert": {"description": "collections and indexes", "applied_at": _ms(utcnow())}}, upsert=True)
+        return SCHEMA_VERSION
+
+    # -- endpoints and state --------------------------------------------------------------------
+    def upsert_endpoint(self, name: str, type_name: str, project_id: str | None, user_id: str | None,
+                        details: dict[str, Any], is_active: bool = True) -> None:
+        with self._errors(f"upsert endpoint {name}"):
+            self.db.endpoints.update_one(
+                {"name": name},
+                {"$set": {"type": type_name, "project_id": project_id, "user_id": user_id, "details": details,
+                          "is_active": is_active, "updated_at": _ms(utcnow())}}, upsert=True)
+
+    def sync_state(self, endpoint: str, container: str) -> SyncState:
+        with self._errors(f"read sync state of {endpoint}/{container}"):
+            doc = self.db.sync_state.find_one({"endpoint": endpoint, "container": container})
+        if doc is None:
+            return SyncState()
+        return SyncState(cursor=doc.get("cursor"), listing_in_progress=bool(doc.get("listing_in_progress")),
+                         last_sync_at=doc.get("last_sync_at"), processed_until=doc.get("processed_until"))
+
+    def folders(self, endpoint: str, container: str) -> dict[str, Folder]:
+        with self._errors(f"read folders of {endpoint}/{container}"):
+            docs = list(self.db.folders.find({"endpoint": endpoint, "container": container}))
+        return {d["folder_id"]: Folder(d["folder_id"], d.get("parent_id"), d["name"]) for d in docs}
+
+    def reset_cursor(self, endpoint: str, container: str) -> None:
+        with self._errors(f"reset cursor of {endpoint}/{container}"):
+            self.db.sync_state.update_one({"endpoint": endpoint, "container": container},
+                                          {"$set": {"cursor": None, "listing_in_progress": False}})
+
+    # -- sync logs ------------------------------------------------------------------------------
+    def start_sync(self, endpoint: str, container: str) -> str:
+        doc = {"endpoint": endpoint, "container": container, "started": _ms(utcnow()), "finished": None,
+               "status": "running", **{c: 0 for c in _COUNT_FIELDS}, "error": None}
+        with self._errors(f"start sync of {endpoint}/{container}"):
+            return str(self.db.sync_logs.insert_one(doc).inserted_id)
+
+    def finish_sync(self, sync_id: int | str, stats: SyncStats) -> None:
+        with self._errors(f"finish sync of {stats.endpoint}/{stats.container}"):
+            self.db.sync_logs.update_one(
+                {"_id": ObjectId(str(sync_id))},
+                {"$set": {"finished": _ms(utcnow()), "status": stats.status, **stats.counts(), "error": stats.error}})
+
+    def sync_logs(self, endpoint: str | None = None, limit: int = 100) -> list[SyncLog]:
+        with self._errors("read sync logs"):
+            docs = list(self.db.sync_logs.find({"endpoint": endpoint} if endpoint else {})
+                        .sort([("started", DESCENDING), ("_id", DESCENDING)]).limit(limit))
+        return [SyncLog(endpoint=d["endpoint"], container=d["container"], started=d["started"],
+                        finished=d.get("finished"), status=d["status"],
+                        counts={c: int(d.get(c) or 0) for c in _COUNT_FIELDS}, error=d.get("error"),
+                        sync_id=str(d["_id"])) for d in docs]
+
+    # -- pages ----------------------------------------------------------------------------------
+    def apply_page(self, endpoint: str, container: str, page: ChangePage) -> PageStats:
+        operation = f"apply page of {endpoint}/{container}"
+        with self._errors(operation):
+            if not self._supports_transactions():
+                return self._apply_page(endpoint, container, page, None)
+            for attempt in range(3):
+                with self.client.start_session() as session:
+                    try:
+                        with session.start_transaction():
+                            return self._apply_page(endpoint, container, page, session)
+                    except pymongo.errors.PyMongoError as exc:
+                        # A write conflict with a concurrent writer is worth another go; a lost server is not.
+                        if (attempt == 2 or not exc.has_error_label("TransientTransactionError")
+                                or isinstance(exc, pymongo.errors.ConnectionFailure)):
+                            raise
+            raise AssertionError("unreachable")
+
+    def _apply_page(self, endpoint: str, container: str, page: ChangePage, session: ClientSession | None) -> PageStats:
+        stats = PageStats()
+        now = _ms(utcnow())
+        files = self.db.files
+        scope = {"endpoint": endpoint, "container": container}
+        for old, new in page.moves:
+            prefix = old + "/"
+            under = {**scope, "path": {"$regex": "^" + re.escape(prefix)}}
+            if new is None:
+                result = files.update_many({**under, "deleted_at": None},
+                                           {"$set": {"deleted_at": now, "updated_at": now}}, session=session)
+                stats.deleted += result.matched_count
+            else:
+                rest = {"$substrCP": ["$path", len(prefix), {"$strLenCP": "$path"}]}
+                result = files.update_many(under, [{"$set": {"path": {"$concat": [new + "/", rest]}, "updated_at": now}}],
+                                           session=session)
+                stats.updated += result.matched_count
+        for i in range(0, len(page.deletions), _CHUNK):
+            result = files.update_many(
+                {"endpoint": endpoint, "external_id": {"$in": page.deletions[i:i + _CHUNK]}, "deleted_at": None},
+                {"$set": {"deleted_at": now, "updated_at": now}}, session=session)
+            stats.deleted += result.matched_count
+        self._upsert(endpoint, container, page.upserts, now, stats, session)
+        if page.folders:
+            self.db.folders.bulk_write(
+                [UpdateOne({**scope, "folder_id": f.folder_id}, {"$set": {"parent_id": f.parent_id, "name": f.name}},
+                           upsert=True) for f in page.folders], ordered=False, session=session)
+        for i in range(0, len(page.folder_deletions), _CHUNK):
+            self.db.folders.delete_many({**scope, "folder_id": {"$in": page.folder_deletions[i:i + _CHUNK]}},
+                                        session=session)
+        if page.full_listing:
+            self._listing(endpoint, container, page, now, stats, session)
+        # Last: on a server without transactions, a failure before this line leaves the old cursor.
+        self.db.sync_state.update_one(
+            scope,
+            {"$set": {"cursor": page.cursor, "listing_in_progress": page.full_listing and not page.last,
+                      "updated_at": now, **({"last_sync_at": now} if page.last else {})}},
+            upsert=True, session=session)
+        return stats
+
+    def _upsert(self, endpoint: str, container: str, records: list[FileRecord], now: datetime, stats: PageStats,
+                session: ClientSession | None) -> None:
+        """Read the page's stored rows in a few queries, then write only what is new or changed."""
+        fields = {"_id": 0, "external_id": 1, "change_key": 1, "path": 1, "title": 1, "container": 1, "deleted_at": 1}
+        existing: dict[str, dict[str, Any]] = {}
+        ids = [r.external_id for r in records]
+        for i in range(0, len(ids), _CHUNK):
+            for doc in self.db.files.find({"endpoint": endpoint, "external_id": {"$in": ids[i:i + _CHUNK]}}, fields,
+                                          session=session):
+                existing[doc["external_id"]] = doc
+        writes = []
+        for rec in records:
+            old = existing.get(rec.external_id)
+            if old is None:
+                stats.added += 1
+            elif old.get("deleted_at") is not None:
+                stats.restored += 1
+            elif is_unchanged(rec, container, (old.get("change_key"), old.get("path"), old.get("title"),
+                                               old.get("container"))):
+                stats.unchanged += 1
+                continue
+            else:
+                stats.updated += 1
+            writes.append(UpdateOne(
+                {"endpoint": endpoint, "external_id": rec.external_id},
+                {"$set": {"container": container, "title": rec.title, "path": rec.path, "file_link": rec.file_link,
+                          "date_created": _ms(rec.date_created), "date_updated": _ms(rec.date_updated),
+                          "size": rec.size, "mime_type": rec.mime_type, "change_key": rec.change_key,
+                          "project_id": rec.project_id, "user_id": rec.user_id, "metadata": _plain(rec.metadata),
+                          "deleted_at": None, "updated_at": now, "excluded_by": None, "processing_errors": None},
+                 "$setOnInsert": {"first_seen_at": now}},
+                upsert=True))
+        if writes:
+            self.db.files.bulk_write(writes, ordered=False, session=session)
+
+    def _listing(self, endpoint: str, container: str, page: ChangePage, now: datetime, stats: PageStats,
+                 session: ClientSession | None) -> None:
+        """listing_seen bookkeeping of a full listing, and its sweep at the end."""
+        scope = {"endpoint": endpoint, "container": container}
+        seen = self.db.listing_seen
+        writes: list[Any] = [DeleteMany(scope)] if page.starts_listing else []
+        writes += [UpdateOne({**scope, "external_id": r.external_id}, {"$setOnInsert": scope}, upsert=True)
+                   for r in page.upserts]
+        if writes:
+            seen.bulk_write(writes, ordered=True, session=session)
+        if page.last and not page.listing_incomplete:
+            unseen: list[str] = []
+            for external_id in self._unseen(scope, session):
+                unseen.append(external_id)
+                if len(unseen) >= _CHUNK:
+                    stats.deleted += self._tombstone(endpoint, unseen, now, session)
+                    unseen = []
+            if unseen:
+                stats.deleted += self._tombstone(endpoint, unseen, now, session)
+        if page.last:
+            seen.delete_many(scope, session=session)
+
+    def _unseen(self, scope: dict[str, str], session: ClientSession | None) -> Iterator[str]:
+        """External ids of the container's live files missing from listing_seen: a merge of two streams
+        sorted by external_id, so memory stays flat however large the container."""
+        live = self.db.files.find({**scope, "deleted_at": None}, {"_id": 0, "external_id": 1},
+                                  session=session).sort("external_id", ASCENDING)
+        seen = self.db.listing_seen.find(scope, {"_id": 0, "external_id": 1},
+                                         session=session).sort("external_id", ASCENDING)
+        seen_ids = (d["external_id"] for d in seen)
+        next_seen = next(seen_ids, None)
+        for doc in live:
+            external_id = doc["external_id"]
+            while next_seen is not None and next_seen < external_id:
+                next_seen = next(seen_ids, None)
+            if next_seen != external_id:
+                yield external_id
+
+    def _tombstone(self, endpoint: str, ids: list[str], now: datetime, session: ClientSession | None) -> int:
+        return self.db.files.update_many({"endpoint": endpoint, "external_id": {"$in": ids}, "deleted_at": None},
+                                         {"$set": {"deleted_at": now, "updated_at": now}}, session=session).matched_count
+
+    # -- reading and processing -----------------------------------------------------------------
+    def iter_files(self, endpoint: str, container: str | None = None, *, changed_since: datetime | None = None,
+                   include_deleted: bool = True, page_size: int = 1000) -> Iterator[list[FileRecord]]:
+        query: dict[str, Any] = {"endpoint": endpoint}
+        if container is not None:
+            query["container"] = container
+        if changed_since is not None:
+            # Stored dates are whole milliseconds; a finer watermark is compared the same way.
+            query["updated_at"] = {"$gt": _ms(changed_since)}
+        if not include_deleted:
+            query["deleted_at"] = None
+        after: tuple[datetime, str] | None = None
+        while True:  # keyset pagination: one bounded query per page
+            page_query = dict(query)
+            if after is not None:
+                page_query = {"$and": [query, {"$or": [{"updated_at": {"$gt": after[0]}},
+                                                       {"updated_at": after[0], "external_id": {"$gt": after[1]}}]}]}
+            with self._errors(f"read files of {endpoint}"):
+                docs = list(self.db.files.find(page_query, {"_id": 0})
+                            .sort([("updated_at", ASCENDING), ("external_id", ASCENDING)]).limit(page_size))
+            if not docs:
+                return
+            yield [_record(d) for d in docs]
+            after = (docs[-1]["updated_at"], docs[-1]["external_id"])
+
+    def apply_processing(self, endpoint: str, container: str, records: list[FileRecord]) -> None:
+        if not records:
+            return
+        latest = _ms(max(r.updated_at for r in records if r.updated_at is not None))
+        with self._errors(f"store processing results of {endpoint}/{container}"):
+            self.db.files.bulk_write(
+                [UpdateOne({"endpoint": endpoint, "external_id": r.external_id},
+                           {"$set": {"excluded_by": r.excluded_by, "processing_errors": list(r.processing_errors),
+                                     "metadata": _plain(r.metadata)}}) for r in records], ordered=False)
+            self.db.sync_state.update_one(
+                {"endpoint": endpoint, "container": container},
+                {"$max": {"processed_until": latest}, "$setOnInsert": {"updated_at": _ms(utcnow())}}, upsert=True)
+
+    def close(self) -> None:
+        self.client.close()

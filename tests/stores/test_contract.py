@@ -1,0 +1,332 @@
+"""The store contract, run against every store: sqlite, postgres and mongo (real servers)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+
+from file_connector_dagster.engine import sync_container
+from file_connector_dagster.errors import StoreError
+from file_connector_dagster.records import ChangePage, Folder, PageStats, SyncStats
+from file_connector_dagster.sources.local import LocalDetails, LocalSource
+
+from .helpers import ENDPOINT, ListSource, all_files, rec
+
+C = "library"
+
+
+def apply(store, *records, container: str = C, **page_fields) -> PageStats:
+    page_fields.setdefault("cursor", "cur")
+    return store.apply_page(ENDPOINT, container, ChangePage(upserts=list(records), **page_fields))
+
+
+def tick() -> None:
+    """Let the clock pass a millisecond, the resolution of BSON dates."""
+    time.sleep(0.005)
+
+
+# -- schema -------------------------------------------------------------------------------------------
+def test_migrations_from_empty_then_rerun_and_concurrent(store_type, store_factory):
+    first, second = store_factory(store_type), store_factory(store_type)
+    versions, errors = [], []
+
+    def migrate(store):
+        try:
+            versions.append(store.migrate())
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(s,)) for s in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert versions[0] == versions[1] >= 1
+    assert first.migrate() == versions[0]  # re-running is a no-op
+    assert apply(first, rec(1)).added == 1
+
+
+# -- upserts ------------------------------------------------------------------------------------------
+def test_upsert_counts_and_unchanged_rows_not_rewritten(store):
+    assert apply(store, rec(1), rec(2), rec(3), rec(4), rec(5)) == PageStats(added=5)
+    before = all_files(store)
+    tick()
+    assert apply(store, rec(1), rec(2), rec(3), rec(4), rec(5)) == PageStats(unchanged=5)
+    assert all_files(store) == before  # nothing rewritten: same updated_at, same everything
+
+    tick()
+    stats = apply(store, rec(1, change_key="v2"), rec(2, path="other/file2.txt"), rec(3, title="renamed.txt"),
+                  rec(4), rec(6))
+    assert stats == PageStats(added=1, updated=3, unchanged=1)
+    after = all_files(store)
+    for n in (1, 2, 3):
+        assert after[f"f{n}"].updated_at > before[f"f{n}"].updated_at
+        assert after[f"f{n}"].first_seen_at == before[f"f{n}"].first_seen_at
+    assert after["f4"].updated_at == before["f4"].updated_at
+    assert after["f1"].change_key == "v2" and after["f2"].path == "other/file2.txt" and after["f3"].title == "renamed.txt"
+
+    # the same id reported from another container moves the row there
+    assert store.apply_page(ENDPOINT, "other", ChangePage(upserts=[rec(5)], cursor="x")) == PageStats(updated=1)
+    assert all_files(store)["f5"].container == "other"
+
+
+def test_record_fields_round_trip(store):
+    original = rec(1, metadata={"web_url": "https://x.test/é", "nested": {"a": [1, 2]}, "quote": "tab\tnew\nline\\"})
+    apply(store, original)
+    stored = all_files(store)["f1"]
+    for name in ("external_id", "title", "path", "file_link", "date_created", "date_updated", "size", "mime_type",
+                 "change_key", "project_id", "user_id", "metadata"):
+        assert getattr(stored, name) == getattr(original, name), name
+    assert stored.endpoint == ENDPOINT and stored.container == C
+    assert stored.deleted_at is None and stored.processing_errors == [] and stored.excluded_by is None
+    for stamp in (stored.first_seen_at, stored.updated_at, stored.date_created):
+        assert stamp.tzinfo is not None and stamp.utcoffset() == timedelta(0)
+
+
+# -- tombstones ---------------------------------------------------------------------------------------
+def test_tombstones_and_restores(store):
+    apply(store, rec(1), rec(2), rec(3))
+    tick()
+    assert store.apply_page(ENDPOINT, C, ChangePage(deletions=["f1", "f2", "missing"], cursor="d")) == PageStats(deleted=2)
+    assert store.apply_page(ENDPOINT, C, ChangePage(deletions=["f1"], cursor="d")) == PageStats()  # already gone
+    files = all_files(store)
+    assert len(files) == 3  # tombstones, not deletions
+    assert files["f1"].is_deleted and files["f1"].updated_at >= files["f1"].deleted_at
+    assert set(all_files(store, include_deleted=False)) == {"f3"}
+    assert store.count_files(ENDPOINT) == 1
+
+    tick()
+    assert apply(store, rec(1), rec(3)) == PageStats(restored=1, unchanged=1)
+    restored = all_files(store)["f1"]
+    assert not restored.is_deleted and restored.first_seen_at == files["f1"].first_seen_at
+    totals = SyncStats(ENDPOINT, C)
+    totals.add_page(ChangePage(upserts=[rec(1)]), PageStats(restored=1))
+    assert totals.added == 1  # a restored file counts as added for the user
+
+
+# -- moves --------------------------------------------------------------------------------------------
+def test_moves_rewrite_prefix_and_move_out_tombstones(store):
+    apply(store, rec(1, path="a/x.txt"), rec(2, path="a/b/y.txt"), rec(3, path="ab/z.txt"), rec(4, path="a"))
+    store.apply_page(ENDPOINT, "elsewhere", ChangePage(upserts=[rec(9, path="a/w.txt")], cursor="e"))
+    before = all_files(store)
+    tick()
+    assert store.apply_page(ENDPOINT, C, ChangePage(moves=[("a", "c")], cursor="m")) == PageStats(updated=2)
+    files = all_files(store)
+    assert files["f1"].path == "c/x.txt" and files["f2"].path == "c/b/y.txt"
+    assert files["f3"].path == "ab/z.txt" and files["f4"].path == "a"  # same prefix letters, not under a/
+    assert files["f9"].path == "a/w.txt"  # another container
+    assert files["f1"].updated_at > before["f1"].updated_at
+    assert files["f3"].updated_at == before["f3"].updated_at
+
+    # an upsert in the same page sees the moved paths: unchanged
+    assert apply(store, rec(1, path="c/x.txt")) == PageStats(unchanged=1)
+    assert store.apply_page(ENDPOINT, C, ChangePage(moves=[("c/b", None)], cursor="m")) == PageStats(deleted=1)
+    assert store.apply_page(ENDPOINT, C, ChangePage(moves=[("c/b", None)], cursor="m")) == PageStats()
+    files = all_files(store)
+    assert files["f2"].is_deleted and not files["f1"].is_deleted
+
+
+# -- full listings --------------------------------------------------------------------------------------
+def test_full_listing_sweep_with_resume_and_restart(store):
+    apply(store, *(rec(n) for n in range(1, 7)))
+    # a listing sees 1-2, then is aborted; a fresh one (starts_listing) forgets that
+    apply(store, rec(1), rec(2), full_listing=True, starts_listing=True, cursor="p1")
+    assert store.sync_state(ENDPOINT, C).listing_in_progress
+    apply(store, rec(1), full_listing=True, starts_listing=True, cursor="q1")
+    # resumed from its cursor: the next pages are not starts_listing
+    apply(store, rec(3), full_listing=True, cursor="q2")
+    stats = apply(store, rec(4), full_listing=True, last=True, cursor="done")
+    assert stats == PageStats(unchanged=1, deleted=3)  # 2, 5, 6 were not seen by this listing
+    files = all_files(store)
+    assert {k for k, f in files.items() if f.is_deleted} == {"f2", "f5", "f6"}
+    state = store.sync_state(ENDPOINT, C)
+    assert state.cursor == "done" and not state.listing_in_progress and state.last_sync_at is not None
+
+    # the seen set was cleared at the end: the next listing starts clean
+    stats = apply(store, rec(1), rec(5), full_listing=True, starts_listing=True, last=True, cursor="done2")
+    assert stats == PageStats(unchanged=1, restored=1, deleted=2)  # 3 and 4 gone now
+    assert set(all_files(store, include_deleted=False)) == {"f1", "f5"}
+
+
+def test_incomplete_listing_skips_the_sweep(store):
+    apply(store, rec(1), rec(2), rec(3))
+    stats = apply(store, rec(1), full_listing=True, starts_listing=True, last=True, listing_incomplete=True,
+                  cursor="done")
+    assert stats == PageStats(unchanged=1)
+    assert len(all_files(store, include_deleted=False)) == 3
+    assert not store.sync_state(ENDPOINT, C).listing_in_progress
+
+
+def test_sweep_only_touches_its_container(store):
+    apply(store, rec(1), rec(2))
+    store.apply_page(ENDPOINT, "other", ChangePage(upserts=[rec(3)], cursor="o"))
+    assert apply(store, rec(1), full_listing=True, starts_listing=True, last=True, cursor="done").deleted == 1
+    assert set(all_files(store, include_deleted=False)) == {"f1", "f3"}
+
+
+# -- cursor atomicity -------------------------------------------------------------------------------------
+class Uncursorable:
+    """A cursor no store can write: the page fails after its rows, at the cursor."""
+
+
+def test_failed_page_leaves_cursor_and_replay_is_harmless(store):
+    apply(store, rec(1), rec(2), cursor="c1")
+    bad = ChangePage(upserts=[rec(2, change_key="v2"), rec(3), rec(4)], deletions=["f1"], cursor=Uncursorable(),
+                     folders=[Folder("d1", None, "docs")])
+    with pytest.raises(StoreError) as caught:
+        store.apply_page(ENDPOINT, C, bad)
+    message = str(caught.value)
+    assert message.startswith(store.label) and "apply page" in message and "\n" not in message
+    assert "password" not in message
+    assert store.sync_state(ENDPOINT, C).cursor == "c1"
+    if getattr(store, "_supports_transactions", lambda: True)():
+        files = all_files(store)  # the page's rows rolled back with it
+        assert set(files) == {"f1", "f2"} and not files["f1"].is_deleted and files["f2"].change_key == "v1"
+        assert store.folders(ENDPOINT, C) == {}
+
+    good = ChangePage(upserts=bad.upserts, deletions=bad.deletions, cursor="c2", folders=bad.folders)
+    store.apply_page(ENDPOINT, C, good)
+    assert store.apply_page(ENDPOINT, C, good) == PageStats(unchanged=3)  # replaying again changes nothing
+    files = all_files(store)
+    assert set(files) == {"f1", "f2", "f3", "f4"} and files["f1"].is_deleted and files["f2"].change_key == "v2"
+    assert store.sync_state(ENDPOINT, C).cursor == "c2"
+    assert store.folders(ENDPOINT, C) == {"d1": Folder("d1", None, "docs")}
+
+
+# -- folders, endpoints, cursors ---------------------------------------------------------------------------
+def test_folders_and_reset_cursor(store):
+    store.upsert_endpoint(ENDPOINT, "sharepoint", "proj", "user", {"site": "x"})
+    store.upsert_endpoint(ENDPOINT, "sharepoint", "proj2", None, {"site": "y"}, is_active=False)
+    apply(store, folders=[Folder("root", None, ""), Folder("a", "root", "A"), Folder("b", "a", "B")], cursor="f1")
+    apply(store, folders=[Folder("b", "root", "B2")], folder_deletions=["a"], cursor="f2")
+    assert store.folders(ENDPOINT, C) == {"root": Folder("root", None, ""), "b": Folder("b", "root", "B2")}
+    assert store.folders(ENDPOINT, "other") == {}
+    store.reset_cursor(ENDPOINT, C)
+    state = store.sync_state(ENDPOINT, C)
+    assert state.cursor is None and not state.listing_in_progress
+    assert store.sync_state(ENDPOINT, "never").cursor is None
+
+
+# -- sync logs -------------------------------------------------------------------------------------------
+def test_sync_logs(store):
+    first = store.start_sync(ENDPOINT, C)
+    tick()
+    second = store.start_sync(ENDPOINT, "other")
+    running = store.sync_logs(ENDPOINT)
+    assert [log.status for log in running] == ["running", "running"]
+    ok = SyncStats(ENDPOINT, C, listed=10, added=7, unchanged=3, pages=2, api_calls=4, status="success")
+    store.finish_sync(first, ok)
+    store.finish_sync(second, SyncStats(ENDPOINT, "other", status="failed", error="provider said no"))
+    tick()
+    third = store.start_sync(ENDPOINT, C)
+    store.finish_sync(third, SyncStats(ENDPOINT, C, listed=10, unchanged=10, status="success"))
+    store.finish_sync(store.start_sync("another", C), SyncStats("another", C, status="success"))
+
+    logs = store.sync_logs(ENDPOINT)
+    assert [(log.container, log.status) for log in logs] == [(C, "success"), ("other", "failed"), (C, "success")]
+    assert logs[0].sync_id == third and logs[2].counts["added"] == 7 and logs[2].counts["api_calls"] == 4
+    assert logs[1].error == "provider said no" and logs[1].finished >= logs[1].started
+    assert len(store.sync_logs()) == 4 and len(store.sync_logs(limit=2)) == 2
+    latest = store.latest_syncs()
+    assert [(log.endpoint, log.container, log.sync_id) for log in latest] == [
+        ("another", C, latest[0].sync_id), (ENDPOINT, C, third), (ENDPOINT, "other", second)]
+
+
+# -- concurrency -----------------------------------------------------------------------------------------
+def test_concurrent_syncs_of_two_containers(store, store_type, store_factory):
+    files = {c: [rec(f"{c}-{n}", path=f"{c}/{n}.txt") for n in range(120)] for c in ("north", "south")}
+    results, errors = {}, []
+
+    def run(container: str) -> None:
+        own = store_factory(store_type)  # each run has its own connection, as two Dagster runs would
+        try:
+            results[container] = sync_container(ListSource(files, page_size=25), own, container)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in files]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for container in files:
+        assert (results[container].added, results[container].pages, results[container].status) == (120, 5, "success")
+        assert len(all_files(store, container)) == 120
+        assert store.sync_state(ENDPOINT, container).cursor == "done"
+    assert sorted(log.status for log in store.latest_syncs()) == ["success", "success"]
+
+
+# -- reading ------------------------------------------------------------------------------------------
+def test_iter_files_keyset_pages_and_changed_since(store):
+    apply(store, *(rec(n) for n in range(25)))
+    pages = list(store.iter_files(ENDPOINT, C, page_size=10))
+    assert [len(p) for p in pages] == [10, 10, 5]
+    keys = [(r.updated_at, r.external_id) for p in pages for r in p]
+    assert keys == sorted(keys) and len(set(keys)) == 25
+
+    watermark = max(k[0] for k in keys)
+    tick()
+    apply(store, rec(3, change_key="v2"), rec(7, change_key="v2"), rec(8))
+    store.apply_page(ENDPOINT, C, ChangePage(deletions=["f9"], cursor="d"))
+    changed = [r.external_id for p in store.iter_files(ENDPOINT, C, changed_since=watermark, page_size=2) for r in p]
+    assert changed == ["f3", "f7", "f9"]
+    live_changed = store.iter_files(ENDPOINT, C, changed_since=watermark, include_deleted=False)
+    assert {r.external_id for p in live_changed for r in p} == {"f3", "f7"}
+    assert list(store.iter_files(ENDPOINT, "nothing-here")) == []
+
+
+def test_apply_processing_results_and_watermark(store):
+    apply(store, rec(1), rec(2), rec(3))
+    tick()
+    apply(store, rec(3, change_key="v2"))
+    records = [r for p in store.iter_files(ENDPOINT, C) for r in p]
+    before = {r.external_id: r.updated_at for r in records}
+    records[0].excluded_by = "extension_filter"
+    records[1].processing_errors = ["hash: cannot read"]
+    records[1].metadata = {**records[1].metadata, "sha256": "abc"}
+    store.apply_processing(ENDPOINT, C, records[:2])
+    assert store.sync_state(ENDPOINT, C).processed_until == max(r.updated_at for r in records[:2])
+    store.apply_processing(ENDPOINT, C, records)
+    assert store.sync_state(ENDPOINT, C).processed_until == before["f3"]
+    store.apply_processing(ENDPOINT, C, records[:1])  # older results never move the watermark back
+    assert store.sync_state(ENDPOINT, C).processed_until == before["f3"]
+    assert store.sync_state(ENDPOINT, C).cursor == "cur"
+
+    files = all_files(store)
+    assert files[records[0].external_id].excluded_by == "extension_filter"
+    assert files[records[1].external_id].processing_errors == ["hash: cannot read"]
+    assert files[records[1].external_id].metadata["sha256"] == "abc"
+    assert {k: f.updated_at for k, f in files.items()} == before  # processing is not a change
+    # a changed file clears what processors said about its old version
+    apply(store, rec(1, change_key="v9"), rec(2, change_key="v9"))
+    files = all_files(store)
+    assert files["f1"].excluded_by is None and files["f2"].processing_errors == []
+
+
+# -- end to end through the engine ----------------------------------------------------------------------------
+def test_local_folder_syncs_through_the_engine(store, tmp_path):
+    root = tmp_path / "share"
+    (root / "reports" / "2024").mkdir(parents=True)
+    for name in ("a.txt", "reports/b.pdf", "reports/2024/c.docx", "reports/2024/d.xlsx"):
+        (root / name).write_text(name)
+    source = LocalSource("share", LocalDetails(roots=[str(root)], page_size=2))
+    container = source.containers()[0].key
+
+    first = sync_container(source, store, container)
+    assert (first.added, first.updated, first.deleted, first.pages, first.status) == (4, 0, 0, 3, "success")
+    again = sync_container(source, store, container)
+    assert (again.added, again.unchanged, again.deleted) == (0, 4, 0)
+
+    (root / "reports" / "b.pdf").unlink()
+    (root / "reports" / "2024" / "c.docx").rename(root / "reports" / "2024" / "c2.docx")
+    (root / "a.txt").write_text("longer content now")
+    third = sync_container(source, store, container)
+    assert (third.added, third.updated, third.unchanged, third.deleted) == (1, 1, 1, 2)
+    live = {r.path for p in store.iter_files("share", container, include_deleted=False) for r in p}
+    assert live == {"a.txt", "reports/2024/c2.docx", "reports/2024/d.xlsx"}
+    assert [log.status for log in store.sync_logs("share")] == ["success"] * 3
