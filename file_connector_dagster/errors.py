@@ -2,11 +2,24 @@
 
 
 class FileConnectorError(Exception):
-    """Base of the errors the CLI prints as one line, without a traceback."""
+    """Base of the errors the CLI prints as one line, without a traceback.
+
+    `retryable` tells schedulers whether running again later can help (throttling, a dropped
+    connection) or not (bad config, wrong credentials, a site that does not exist).
+    """
+
+    retryable: bool = True
+
+    def __init__(self, message: str, *, retryable: bool | None = None):
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
 
 
 class ConfigError(FileConnectorError):
     """connector.yaml is wrong (names the file, endpoint and field)."""
+
+    retryable = False
 
 
 class SourceError(FileConnectorError):

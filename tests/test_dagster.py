@@ -197,3 +197,20 @@ def test_workspace_yaml_loads_as_dagster_dev_does(workdir):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Validation successful" in proc.stdout + proc.stderr
+
+
+def test_config_errors_fail_once_without_retries(workdir, monkeypatch):
+    """The job retries network trouble with backoff, but not a mistake that a retry cannot fix."""
+    (workdir / "connector.yaml").write_text(CONFIG.replace("type: sqlite, path: inv.db",
+                                                           "type: postgres, dsn: 'postgresql://u:${FC_NOPE}@h/db'"))
+    monkeypatch.delenv("FC_NOPE", raising=False)
+    defs = build_definitions(workdir / "connector.yaml")
+    job = defs.resolve_job_def("sync_team_share")
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("team_share_containers", ["beta"])
+        result = job.execute_in_process(partition_key="beta", instance=instance, raise_on_error=False)
+    assert not result.success
+    kinds = [e.event_type_value for e in result.all_events]
+    assert "STEP_UP_FOR_RETRY" not in kinds
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "store.dsn: environment variable FC_NOPE is not set" in failure.step_failure_data.error.message

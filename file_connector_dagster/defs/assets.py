@@ -8,7 +8,7 @@ from dagster import (
 
 from ..config import EndpointConfig
 from ..engine import ChangeStream, error_text, open_changes
-from ..errors import ConfigError
+from ..errors import FileConnectorError
 from ..processors.base import build_processors, run_processors
 from .io_managers import ChangedFiles, ProcessedPages
 from .resources import FileConnectorResource
@@ -46,7 +46,9 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
         try:
             source = connector.source(name)
             store = connector.store()
-        except ConfigError as exc:
+        except FileConnectorError as exc:
+            if exc.retryable:
+                raise
             raise Failure(description=error_text(exc), allow_retries=False) from None
         try:
             return open_changes(source, store, context.partition_key, full=config.full)

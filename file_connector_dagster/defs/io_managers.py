@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator
 
-from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
+from dagster import ConfigurableIOManager, Failure, InputContext, MetadataValue, OutputContext
 
-from ..engine import ChangeStream, commit_changes
+from ..engine import ChangeStream, commit_changes, error_text
+from ..errors import FileConnectorError
 from ..records import FileRecord
 from ..stores import Store
 from .resources import FileConnectorResource
@@ -61,7 +62,12 @@ class ListingsIOManager(ConfigurableIOManager):
                 if stats.pages % 50 == 0:
                     context.log.info(f"{obj.endpoint}/{obj.container}: {stats.pages} pages, {stats.listed} files")
 
-            stats = commit_changes(store, obj, on_page=progress)
+            try:
+                stats = commit_changes(store, obj, on_page=progress)
+            except FileConnectorError as exc:
+                if exc.retryable:
+                    raise
+                raise Failure(description=error_text(exc), allow_retries=False) from None
             metadata: dict = {k: MetadataValue.int(v) for k, v in stats.counts().items()}
             metadata["duration_s"] = MetadataValue.float(stats.duration_s)
             metadata["full_listing"] = MetadataValue.bool(stats.full_listing)
