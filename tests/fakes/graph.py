@@ -1,0 +1,683 @@
+"""A fake of Microsoft Graph (sites, drives, driveItem delta) and of the Entra token endpoint.
+
+A real HTTPS server on 127.0.0.1 (trustme CA), so the real msal and requests are exercised end to
+end. Wire formats follow Microsoft's documentation as summarised in ../shared/api-specs/README.md.
+
+The model is a state machine per drive: every item carries a change sequence number; a delta token
+encodes a sequence number and a delta call returns the items changed after it, in sequence order
+(so an item changed during paging shows up again later, as on the real service). A drive can be
+generated lazily: item k of the initial N is computed from k on demand, only changed items are held
+in memory, so a million-item drive costs no more than a small one.
+
+Faults: fail N requests (429/503/500, with or without Retry-After), expire delta tokens (410),
+repeat an item across pages, shuffle items within a page, revoke access tokens after N requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+import ssl
+import threading
+import time
+import uuid
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from .tls import TestTLS, make_tls
+
+EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
+EXTENSIONS = [("pdf", "application/pdf"), ("docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+              ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), ("txt", "text/plain"),
+              ("png", "image/png")]
+
+# The driveItem fields the README lists, and what each must be; validate_drive_item checks them.
+DRIVE_ITEM_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "id": str, "name": str, "size": int, "createdDateTime": str, "lastModifiedDateTime": str, "eTag": str,
+    "cTag": str, "webUrl": str, "parentReference": dict,
+}
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def validate_drive_item(item: dict[str, Any]) -> list[str]:
+    """Problems with a driveItem as the delta API returns it (empty list = conforms)."""
+    problems: list[str] = []
+    if not isinstance(item.get("id"), str) or not item["id"]:
+        return ["id missing"]
+    if "deleted" in item:
+        if not isinstance(item["deleted"], dict) or "state" not in item["deleted"]:
+            problems.append(f"{item['id']}: deleted facet without state")
+        return problems
+    for name, kind in DRIVE_ITEM_FIELDS.items():
+        if name == "parentReference" and "root" in item:
+            continue
+        if not isinstance(item.get(name), kind):
+            problems.append(f"{item['id']}: {name} missing or not {kind}")
+    for name in ("createdDateTime", "lastModifiedDateTime"):
+        try:
+            datetime.fromisoformat(str(item.get(name)).replace("Z", "+00:00"))
+        except ValueError:
+            problems.append(f"{item['id']}: {name} is not an ISO 8601 time")
+    facets = [f for f in ("file", "folder", "root") if f in item]
+    if not facets:
+        problems.append(f"{item['id']}: neither file nor folder nor root facet")
+    if "file" in item:
+        if not isinstance(item["file"].get("mimeType"), str):
+            problems.append(f"{item['id']}: file.mimeType missing")
+        if not isinstance(item["file"].get("hashes", {}).get("quickXorHash"), str):
+            problems.append(f"{item['id']}: file.hashes.quickXorHash missing")
+    if "folder" in item and not isinstance(item["folder"].get("childCount"), int):
+        problems.append(f"{item['id']}: folder.childCount missing")
+    ref = item.get("parentReference") or {}
+    if "root" not in item:
+        for name in ("driveId", "driveType", "id"):
+            if not isinstance(ref.get(name), str):
+                problems.append(f"{item['id']}: parentReference.{name} missing")
+    if "path" in ref and not str(ref["path"]).startswith("/drives/"):
+        problems.append(f"{item['id']}: parentReference.path not /drives/{{id}}/root:...")
+    return problems
+
+
+@dataclass
+class Fault:
+    """Answer `count` matching requests with `status` (after letting `skip` of them through)."""
+
+    status: int
+    match: str = ""  # substring of the request path
+    count: int = 1
+    skip: int = 0
+    retry_after: str | None = None
+    code: str | None = None
+
+
+class FakeDrive:
+    """One document library. Items 0..generated-1 are computed from their index (0 is the root,
+    then folders in a tree with fan-out 10, then files spread over root and folders); every
+    change made later is kept in `changed`, ordered by sequence number."""
+
+    def __init__(self, graph: "FakeGraph", drive_id: str, name: str, site: "FakeSite | None", generated: int,
+                 tag: str, folders_every: int = 50):
+        self.graph, self.id, self.name, self.site, self.tag = graph, drive_id, name, site, tag
+        self.generated = max(1, generated)
+        self.n_folders = max(0, min(self.generated - 1, self.generated // folders_every))
+        self.seq = self.generated  # base item k has sequence k + 1
+        self.changed: OrderedDict[str, dict[str, Any]] = OrderedDict()  # id -> state, in sequence order
+        self.silent: dict[str, dict[str, Any]] = {}  # deleted without being reported (children of a folder)
+        self.token_epoch = 0
+        self.repeat_across_pages = 0  # this many next pages start with the previous page's last item
+        self.shuffle_pages = False
+        self.new_ids = 0
+
+    # -- item state -------------------------------------------------------------------------------
+    @property
+    def root_id(self) -> str:
+        return self._base_id(0)
+
+    def _base_id(self, k: int) -> str:
+        return f"01{self.tag}{k:010d}"
+
+    def _base_index(self, item_id: str) -> int | None:
+        prefix = f"01{self.tag}"
+        if item_id.startswith(prefix) and item_id[len(prefix):].isdigit():
+            k = int(item_id[len(prefix):])
+            return k if k < self.generated else None
+        return None
+
+    def _base_state(self, k: int) -> dict[str, Any]:
+        if k == 0:
+            return {"id": self._base_id(0), "name": "root", "parent": None, "kind": "root", "version": 1,
+                    "content": 1, "size": 0, "created": k, "modified": k, "deleted": False, "seq": 1}
+        if k <= self.n_folders:
+            parent = (k - 1) // 10
+            return {"id": self._base_id(k), "name": f"folder-{k}", "parent": self._base_id(parent), "kind": "folder",
+                    "version": 1, "content": 1, "size": 0, "created": k, "modified": k, "deleted": False, "seq": k + 1}
+        i = k - self.n_folders - 1
+        parent = i % (self.n_folders + 1)
+        ext, mime = EXTENSIONS[i % len(EXTENSIONS)]
+        return {"id": self._base_id(k), "name": f"file-{i}.{ext}", "parent": self._base_id(parent), "kind": "file",
+                "mime": mime, "version": 1, "content": 1, "size": (k * 7919) % 1_000_003, "created": k,
+                "modified": k, "deleted": False, "seq": k + 1}
+
+    def state(self, item_id: str) -> dict[str, Any] | None:
+        if item_id in self.silent:
+            return self.silent[item_id]
+        if item_id in self.changed:
+            return self.changed[item_id]
+        k = self._base_index(item_id)
+        return None if k is None else self._base_state(k)
+
+    def states(self) -> Iterator[dict[str, Any]]:
+        """Every item's current state (live and deleted), in sequence order."""
+        for k in range(self.generated):
+            item_id = self._base_id(k)
+            if item_id not in self.changed and item_id not in self.silent:
+                yield self._base_state(k)
+        yield from [s for s in self.changed.values() if s["id"] not in self.silent]
+        yield from list(self.silent.values())
+
+    def path(self, item_id: str) -> str:
+        parts: list[str] = []
+        state = self.state(item_id)
+        while state is not None and state["kind"] != "root":
+            parts.append(state["name"])
+            state = self.state(state["parent"])
+        return "/".join(reversed(parts))
+
+    def children(self, folder_id: str) -> list[str]:
+        return [s["id"] for s in self.states() if s["parent"] == folder_id and not s["deleted"]]
+
+    def descendants(self, folder_id: str, include_deleted: bool = False) -> list[str]:
+        kids: dict[str, list[str]] = {}
+        for s in self.states():
+            if s["parent"] is not None and (include_deleted or not s["deleted"]):
+                kids.setdefault(s["parent"], []).append(s["id"])
+        out, stack = [], [folder_id]
+        while stack:
+            for child in kids.get(stack.pop(), []):
+                out.append(child)
+                stack.append(child)
+        return out
+
+    def live_files(self) -> dict[str, dict[str, Any]]:
+        """id -> {path, ctag, name} for every live file: what a correct sync must end up with."""
+        folders: dict[str, tuple[str | None, str, bool, str]] = {}
+        files = []
+        for s in self.states():
+            if s["kind"] == "file":
+                files.append(s)
+            else:
+                folders[s["id"]] = (s["parent"], s["name"], s["deleted"], s["kind"])
+        cache: dict[str, str | None] = {}
+
+        def folder_path(fid: str) -> str | None:  # None = deleted on the way up
+            if fid in cache:
+                return cache[fid]
+            parent, name, deleted, kind = folders[fid]
+            result = "" if kind == "root" else None if deleted else folder_path(parent)
+            if result is not None and kind != "root":
+                result = f"{result}/{name}" if result else name
+            cache[fid] = result
+            return result
+
+        out = {}
+        for s in files:
+            if s["deleted"]:
+                continue
+            base = folder_path(s["parent"])
+            if base is None:
+                continue
+            out[s["id"]] = {"path": f"{base}/{s['name']}" if base else s["name"], "ctag": self._ctag(s), "name": s["name"]}
+        return out
+
+    # -- mutations (each gives the item a new sequence number) ----------------------------------------
+    def _touch(self, state: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        state = dict(state, **changes)
+        self.seq += 1
+        state["seq"] = self.seq
+        state["modified"] = self.seq
+        self.changed.pop(state["id"], None)
+        self.silent.pop(state["id"], None)
+        self.changed[state["id"]] = state
+        return state
+
+    def _new_id(self) -> str:
+        self.new_ids += 1
+        return f"01{self.tag}N{self.new_ids:09d}"
+
+    def add_folder(self, parent_id: str, name: str) -> str:
+        with self.graph.lock:
+            item_id = self._new_id()
+            self._touch({"id": item_id, "name": name, "parent": parent_id, "kind": "folder", "version": 1,
+                         "content": 1, "size": 0, "created": self.seq + 1, "deleted": False})
+            return item_id
+
+    def add_file(self, parent_id: str, name: str, size: int = 1234, mime: str = "application/pdf") -> str:
+        with self.graph.lock:
+            item_id = self._new_id()
+            self._touch({"id": item_id, "name": name, "parent": parent_id, "kind": "file", "mime": mime, "version": 1,
+                         "content": 1, "size": size, "created": self.seq + 1, "deleted": False})
+            return item_id
+
+    def edit(self, item_id: str) -> None:
+        with self.graph.lock:
+            s = self.state(item_id)
+            self._touch(s, version=s["version"] + 1, content=s["content"] + 1, size=s["size"] + 1)
+
+    def rename(self, item_id: str, name: str) -> None:
+        with self.graph.lock:
+            s = self.state(item_id)
+            self._touch(s, name=name, version=s["version"] + 1)
+
+    def move(self, item_id: str, new_parent_id: str, name: str | None = None) -> None:
+        """Move (and optionally rename); a folder's children keep their sequence numbers, as on
+        Graph, where a moved folder's descendants are not reported again."""
+        with self.graph.lock:
+            s = self.state(item_id)
+            self._touch(s, parent=new_parent_id, name=name or s["name"], version=s["version"] + 1)
+
+    def delete(self, item_id: str, report_children: bool = True) -> None:
+        with self.graph.lock:
+            below = self.descendants(item_id)
+            self._touch(self.state(item_id), deleted=True)
+            for child in below:
+                s = self.state(child)
+                if report_children:
+                    self._touch(s, deleted=True)
+                else:  # gone, but only the folder shows in the delta
+                    self.silent[child] = dict(s, deleted=True)
+
+    def restore(self, item_id: str) -> None:
+        """Bring an item back from the recycle bin, with everything that was under it."""
+        with self.graph.lock:
+            below = self.descendants(item_id, include_deleted=True)
+            self._touch(self.state(item_id), deleted=False)
+            for child in below:
+                self._touch(self.state(child), deleted=False)
+
+    def expire_delta_tokens(self) -> None:
+        """Every delta and next link handed out so far answers 410 Gone."""
+        with self.graph.lock:
+            self.token_epoch += 1
+
+    # -- wire format --------------------------------------------------------------------------------
+    def _guid(self, item_id: str) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.id}/{item_id}")).upper()
+
+    def _ctag(self, s: dict[str, Any]) -> str:
+        return f'"c:{{{self._guid(s["id"])}}},{s["content"]}"'
+
+    def web_url(self, path: str) -> str:
+        base = self.site.web_url if self.site else f"https://{self.graph.sharepoint_host}/personal/{self.tag}"
+        return f"{base}/{quote(self.name)}" + (f"/{quote(path)}" if path else "")
+
+    def item_json(self, s: dict[str, Any], with_path: bool = False) -> dict[str, Any]:
+        ref: dict[str, Any] = {"driveType": "documentLibrary", "driveId": self.id}
+        if s["deleted"]:
+            item = {"id": s["id"], "deleted": {"state": "deleted"}, "parentReference": dict(ref, id=s["parent"] or "")}
+            item["folder" if s["kind"] == "folder" else "file"] = {} if s["kind"] == "file" else {"childCount": 0}
+            return item
+        path = self.path(s["id"])
+        item = {
+            "id": s["id"], "name": s["name"],
+            "eTag": f'"{{{self._guid(s["id"])}}},{s["version"]}"', "cTag": self._ctag(s),
+            "createdDateTime": iso(EPOCH + timedelta(seconds=s["created"])),
+            "lastModifiedDateTime": iso(EPOCH + timedelta(seconds=s["modified"])),
+            "webUrl": self.web_url(path), "size": s["size"],
+        }
+        if s["kind"] == "root":
+            item["root"] = {}
+            item["folder"] = {"childCount": 0}
+            item["parentReference"] = ref
+            return item
+        item["parentReference"] = dict(ref, id=s["parent"])
+        if with_path:
+            parent_path = self.path(s["parent"])
+            item["parentReference"]["path"] = f"/drives/{self.id}/root:" + (f"/{parent_path}" if parent_path else "")
+        if s["kind"] == "folder":
+            item["folder"] = {"childCount": 10 if s["id"] in self.changed or s["parent"] else 0}
+        else:
+            digest = hashlib.sha1(f"{s['id']}:{s['content']}".encode()).digest()[:20]
+            item["file"] = {"mimeType": s["mime"], "hashes": {"quickXorHash": base64.b64encode(digest).decode()}}
+        return item
+
+    def drive_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "driveType": "documentLibrary" if self.site else "business",
+                "description": "", "createdDateTime": iso(EPOCH), "lastModifiedDateTime": iso(EPOCH),
+                "webUrl": self.web_url(""), "owner": {"group": {"displayName": self.site.name}} if self.site else {}}
+
+    def delta_page(self, since: int, after: int, top: int) -> tuple[list[dict[str, Any]], int, bool]:
+        """Items with sequence > after (and > since), at most `top`; a fresh enumeration (since == 0)
+        leaves out deleted items. Returns (items, last sequence examined, reached the end)."""
+        out: list[dict[str, Any]] = []
+        last = after
+        k = after  # base item k has sequence k + 1
+        while k < self.generated and len(out) < top:
+            item_id = self._base_id(k)
+            if item_id not in self.changed and item_id not in self.silent:
+                s = self._base_state(k)
+                if s["seq"] > since:
+                    out.append(s)
+            last = k + 1
+            k += 1
+        if len(out) < top:
+            for s in list(self.changed.values()):
+                if s["seq"] <= max(after, since) or s["id"] in self.silent:
+                    continue
+                if since == 0 and s["deleted"]:
+                    last = s["seq"]
+                    continue
+                out.append(s)
+                last = s["seq"]
+                if len(out) >= top:
+                    break
+            else:
+                last = max(last, self.seq)
+        done = len(out) < top or last >= self.seq
+        if since == 0:
+            out = [s for s in out if not s["deleted"]]
+        return [self.item_json(s) for s in out], last, done
+
+
+@dataclass
+class FakeSite:
+    host: str
+    path: str  # "sites/eng"
+    id: str
+    name: str
+    drives: list[FakeDrive] = field(default_factory=list)
+
+    @property
+    def web_url(self) -> str:
+        return f"https://{self.host}/{self.path}"
+
+
+class FakeGraph:
+    """Entra + Graph on one HTTPS port. Use as a context manager, or start()/stop()."""
+
+    def __init__(self, tenant: str = "contoso-tenant", client_id: str = "app-client-id",
+                 client_secret: str = "s3cr3t-Value~fake", sharepoint_host: str = "contoso.sharepoint.com",
+                 token_lifetime_s: int = 3599, tls: TestTLS | None = None, log_size: int = 10000):
+        self.tenant, self.client_id, self.client_secret = tenant, client_id, client_secret
+        self.sharepoint_host = sharepoint_host
+        self.token_lifetime_s = token_lifetime_s
+        self.tls = tls or make_tls()
+        self.lock = threading.RLock()
+        self.sites: dict[str, FakeSite] = {}
+        self.drives: dict[str, FakeDrive] = {}
+        self.users: dict[str, FakeDrive] = {}
+        self.faults: list[Fault] = []
+        self.valid_tokens: set[str] = set()
+        self.tokens_issued = 0
+        self.revoke_after: int | None = None
+        self.requests: deque[tuple[str, str]] = deque(maxlen=log_size)  # (method, path?query)
+        self.counts: Counter[str] = Counter()  # route -> requests
+        self.server: ThreadingHTTPServer | None = None
+        self._drive_tags = 0
+
+    # -- set-up -------------------------------------------------------------------------------------
+    def _tag(self) -> str:
+        self._drive_tags += 1
+        return f"D{self._drive_tags:02d}X"
+
+    def add_site(self, path: str = "sites/eng", name: str = "Engineering") -> FakeSite:
+        site_id = f"{self.sharepoint_host},{uuid.uuid5(uuid.NAMESPACE_URL, path)},{uuid.uuid5(uuid.NAMESPACE_DNS, path)}"
+        site = FakeSite(self.sharepoint_host, path.strip("/"), site_id, name)
+        self.sites[site.path.lower()] = site
+        return site
+
+    def add_drive(self, site: FakeSite | None, name: str, items: int = 1, folders_every: int = 50,
+                  user: str | None = None) -> FakeDrive:
+        tag = self._tag()
+        drive_id = f"b!{base64.urlsafe_b64encode(f'{tag}-{name}'.encode()).decode().rstrip('=')}"
+        drive = FakeDrive(self, drive_id, name, site, items, tag, folders_every)
+        self.drives[drive_id] = drive
+        if site is not None:
+            site.drives.append(drive)
+        if user:
+            self.users[user.lower()] = drive
+        return drive
+
+    def inject(self, status: int, match: str = "", count: int = 1, skip: int = 0, retry_after: str | None = None,
+               code: str | None = None) -> Fault:
+        fault = Fault(status, match, count, skip, retry_after, code)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def revoke_tokens_after(self, requests: int) -> None:
+        """After this many more Graph requests, every access token issued so far is rejected (401)."""
+        self.revoke_after = requests
+
+    def count(self, route: str) -> int:
+        return self.counts[route]
+
+    # -- server -------------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        assert self.server is not None
+        return f"https://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def authority_host(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def graph_url(self) -> str:
+        return f"{self.base_url}/v1.0"
+
+    def start(self) -> "FakeGraph":
+        fake = self
+
+        class Handler(_Handler):
+            graph = fake
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.socket = self.tls.server_context.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, name="fake-graph", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+
+    def __enter__(self) -> "FakeGraph":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- request handling ---------------------------------------------------------------------------
+    def _fault_for(self, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.count > 0 and fault.match in path:
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
+                    fault.count -= 1
+                    return fault
+        return None
+
+    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], Any]:
+        parts = urlsplit(raw_path)
+        path = unquote(parts.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        self.requests.append((method, raw_path))
+        if not path.startswith("/v1.0/"):
+            return self._identity(method, path, body)
+        fault = self._fault_for(path)
+        if fault is not None:
+            return self._fault_response(fault)
+        with self.lock:
+            if self.revoke_after is not None:
+                if self.revoke_after <= 0:
+                    self.valid_tokens.clear()
+                    self.revoke_after = None
+                else:
+                    self.revoke_after -= 1
+            token = headers.get("authorization", "").removeprefix("Bearer ")
+            if token not in self.valid_tokens:
+                self.counts["401"] += 1
+                return 401, {"WWW-Authenticate": 'Bearer realm=""'}, _graph_error(
+                    "InvalidAuthenticationToken", "Access token has expired or is not valid yet.")
+            return self._graph(path.removeprefix("/v1.0"), query)
+
+    def _fault_response(self, fault: Fault) -> tuple[int, dict[str, str], Any]:
+        self.counts[f"fault{fault.status}"] += 1
+        headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+        code = fault.code or {429: "activityLimitReached", 503: "serviceNotAvailable"}.get(fault.status, "generalException")
+        message = {429: "The request has been throttled", 503: "Service unavailable"}.get(fault.status, "General exception")
+        return fault.status, headers, _graph_error(code, message)
+
+    def _identity(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, str], Any]:
+        segments = path.strip("/").split("/")
+        tenant = segments[0] if segments else ""
+        base = self.base_url
+        if path.endswith("/v2.0/.well-known/openid-configuration") and method == "GET":
+            self.counts["openid"] += 1
+            if tenant != self.tenant:
+                return 400, {}, _aad_error("invalid_tenant", 90002, f"Tenant '{tenant}' not found. Check to make sure you "
+                                           "have the correct tenant ID and are signing into the correct cloud.")
+            return 200, {}, {"authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
+                             "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
+                             "issuer": f"{base}/{tenant}/v2.0", "token_endpoint_auth_methods_supported":
+                                 ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+                             "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                             "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys"}
+        if path.endswith("/oauth2/v2.0/token") and method == "POST":
+            self.counts["token"] += 1
+            form = {k: v[-1] for k, v in parse_qs(body.decode()).items()}
+            if tenant != self.tenant:
+                return 400, {}, _aad_error("invalid_request", 90002, f"Tenant '{tenant}' not found.")
+            if form.get("grant_type") != "client_credentials":
+                return 400, {}, _aad_error("unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
+            if form.get("client_id") != self.client_id:
+                return 400, {}, _aad_error("unauthorized_client", 700016, f"Application with identifier "
+                                           f"'{form.get('client_id')}' was not found in the directory '{tenant}'.")
+            if form.get("client_secret") != self.client_secret:
+                return 401, {}, _aad_error("invalid_client", 7000215, "Invalid client secret provided. Ensure the secret "
+                                           "being sent in the request is the client secret value, not the client secret "
+                                           f"ID, for a secret added to app '{self.client_id}'.")
+            if form.get("scope") != f"{base}/.default":
+                return 400, {}, _aad_error("invalid_scope", 1002012, f"The provided value for scope "
+                                           f"{form.get('scope')} is not valid. Client credential flows must have a "
+                                           "scope value with /.default suffixed to the resource identifier.")
+            with self.lock:
+                self.tokens_issued += 1
+                token = f"eyJ0eXAiOiJKV1Qi.fake-access-{self.tokens_issued}-{uuid.uuid4().hex}"
+                self.valid_tokens.add(token)
+            return 200, {}, {"token_type": "Bearer", "expires_in": self.token_lifetime_s,
+                             "ext_expires_in": self.token_lifetime_s, "access_token": token}
+        return 404, {}, {"error": "not_found", "error_description": f"no route {path}"}
+
+    def _graph(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        segs = path.strip("/").split("/")
+        if segs[0] == "sites" and len(segs) >= 2 and ":" in segs[1]:
+            self.counts["site"] += 1
+            host, _, rest = path.removeprefix("/sites/").partition(":")
+            site = self.sites.get(rest.strip(":/").lower())
+            if site is None or host.lower() != self.sharepoint_host:
+                return 404, {}, _graph_error("itemNotFound", "Requested site could not be found")
+            return 200, {}, {"id": site.id, "name": site.path.rsplit("/", 1)[-1], "displayName": site.name,
+                             "webUrl": site.web_url, "createdDateTime": iso(EPOCH),
+                             "siteCollection": {"hostname": site.host}}
+        if segs[0] == "sites" and len(segs) == 3 and segs[2] == "drives":
+            self.counts["drives"] += 1
+            site = next((s for s in self.sites.values() if s.id == segs[1]), None)
+            if site is None:
+                return 404, {}, _graph_error("itemNotFound", "Requested site could not be found")
+            return 200, {}, {"value": [d.drive_json() for d in site.drives]}
+        if segs[0] == "users" and len(segs) == 3 and segs[2] == "drive":
+            self.counts["user_drive"] += 1
+            drive = self.users.get(segs[1].lower())
+            if drive is None:
+                return 404, {}, _graph_error("ResourceNotFound", "User not found")
+            return 200, {}, drive.drive_json()
+        if segs[0] == "drives" and len(segs) >= 2:
+            drive = self.drives.get(segs[1])
+            if drive is None:
+                return 404, {}, _graph_error("itemNotFound", "The resource could not be found.")
+            if len(segs) == 2:
+                self.counts["drive"] += 1
+                return 200, {}, drive.drive_json()
+            if segs[2:] == ["root", "delta"]:
+                return self._delta(drive, query)
+            if len(segs) == 4 and segs[2] == "items":
+                self.counts["item"] += 1
+                s = drive.state(segs[3])
+                if s is None or s["deleted"]:
+                    return 404, {}, _graph_error("itemNotFound", "The resource could not be found.")
+                return 200, {}, drive.item_json(s, with_path=True)
+        return 400, {}, _graph_error("invalidRequest", f"Invalid request {path}")
+
+    def _delta(self, drive: FakeDrive, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        self.counts["delta"] += 1
+        top = int(query.get("$top", "200"))
+        link = f"{self.graph_url}/drives/{drive.id}/root/delta"
+        state = query.get("$skiptoken") or query.get("token")
+        since = after = 0
+        if state:
+            try:
+                epoch, since, after = (int(x) for x in base64.urlsafe_b64decode(state.encode()).decode().split("."))
+            except ValueError:
+                return 400, {}, _graph_error("invalidRequest", "Invalid token")
+            if epoch != drive.token_epoch:
+                self.counts["410"] += 1
+                return 410, {"Location": f"{link}?$top={top}"}, {"error": {
+                    "code": "resyncRequired", "message": "Resync required. Replace any local items with the server's "
+                    "version (including deletes) if you're sure that the service was up to date with your local "
+                    "changes when you last sync'd. Upload any local changes that the server doesn't know about.",
+                    "innerError": {"code": "resyncChangesApplyDifferences", "date": iso(datetime.now(timezone.utc))}}}
+            if "token" in query and "$skiptoken" not in query:
+                after = since
+        with self.lock:
+            items, last, done = drive.delta_page(since, after, top)
+            if drive.shuffle_pages:
+                random.Random(last).shuffle(items)
+            body: dict[str, Any] = {"@odata.context": f"{self.graph_url}/$metadata#Collection(driveItem)", "value": items}
+            if done:
+                token = base64.urlsafe_b64encode(f"{drive.token_epoch}.{drive.seq}.{drive.seq}".encode()).decode()
+                body["@odata.deltaLink"] = f"{link}?token={token}"
+            else:
+                resume = last - 1 if drive.repeat_across_pages > 0 and top > 1 else last
+                if resume != last:
+                    drive.repeat_across_pages -= 1
+                token = base64.urlsafe_b64encode(f"{drive.token_epoch}.{since}.{resume}".encode()).decode()
+                body["@odata.nextLink"] = f"{link}?$top={top}&$skiptoken={token}"
+        return 200, {}, body
+
+
+def _graph_error(code: str, message: str) -> dict[str, Any]:
+    now = datetime.now(timezone.utc)
+    return {"error": {"code": code, "message": message,
+                      "innerError": {"date": iso(now), "request-id": str(uuid.uuid4()), "client-request-id": str(uuid.uuid4())}}}
+
+
+def _aad_error(error: str, code: int, description: str) -> dict[str, Any]:
+    trace, corr = uuid.uuid4(), uuid.uuid4()
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return {"error": error, "error_description": f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: {corr} "
+            f"Timestamp: {stamp}", "error_codes": [code], "timestamp": stamp, "trace_id": str(trace),
+            "correlation_id": str(corr), "error_uri": "https://login.microsoftonline.com/error?code=" + str(code)}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    graph: FakeGraph
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def _serve(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            status, extra, payload = self.graph.handle(method, self.path, headers, body)
+        except Exception as exc:  # a bug in the fake: answer 500 so the test sees it
+            status, extra, payload = 500, {}, _graph_error("fakeBug", f"{type(exc).__name__}: {exc}")
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; odata.metadata=minimal")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
