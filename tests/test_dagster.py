@@ -214,3 +214,17 @@ def test_config_errors_fail_once_without_retries(workdir, monkeypatch):
     assert "STEP_UP_FOR_RETRY" not in kinds
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "store.dsn: environment variable FC_NOPE is not set" in failure.step_failure_data.error.message
+
+
+def test_cli_health_validate_and_migrate(workdir, capsys):
+    config = str(workdir / "connector.yaml")
+    assert cli_main(["validate", "--config", config]) == 0
+    assert "OK, 1 endpoints (1 active), store sqlite" in capsys.readouterr().out
+    assert cli_main(["migrate", "--config", config]) == 0
+    assert "schema at version 1" in capsys.readouterr().out
+    assert cli_main(["health", "--config", config]) == 0
+    out = capsys.readouterr().out
+    assert "store sqlite:" in out and "endpoint team-share: ok" in out
+    os.rename(workdir / "share", workdir / "gone")
+    assert cli_main(["health", "--config", config]) == 1
+    assert "endpoint team-share: FAILING" in capsys.readouterr().out
