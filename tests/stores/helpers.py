@@ -19,12 +19,12 @@ def rec(n: int | str, change_key: str = "v1", path: str | None = None, title: st
         **fields: object) -> FileRecord:
     """A file record with id f{n}; path and title follow from n unless given."""
     name = title or f"file{n}.txt"
-    fields.setdefault("metadata", {"n": str(n), "hashes": {}})
-    return FileRecord(
+    values: dict = dict(
         external_id=f"f{n}", title=name, path=path or f"folder/{name}", endpoint=ENDPOINT,
         file_link=f"https://example.test/f{n}", date_created=datetime(2024, 1, 1, tzinfo=timezone.utc),
         date_updated=datetime(2024, 6, 1, 12, 30, tzinfo=timezone.utc), size=100, mime_type="text/plain",
-        change_key=change_key, project_id="proj", user_id="user", **fields)
+        change_key=change_key, project_id="proj", user_id="user", metadata={"n": str(n), "hashes": {}})
+    return FileRecord(**{**values, **fields})
 
 
 def all_files(store: Store, container: str | None = None, include_deleted: bool = True,

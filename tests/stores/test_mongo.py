@@ -1,0 +1,83 @@
+"""What is particular to MongoDB: collections and indexes, BSON dates, servers without transactions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pymongo
+import pytest
+
+from file_connector_dagster.errors import StoreError
+from file_connector_dagster.records import ChangePage, PageStats
+from file_connector_dagster.stores.mongo import MongoStore
+
+from ..servers import MongoServer, drop_mongo_database, mongo_database_name
+from .helpers import ENDPOINT, all_files, rec
+
+
+@pytest.fixture
+def mongo_db(mongo_uri):
+    name = mongo_database_name()
+    yield name
+    drop_mongo_database(mongo_uri, name)
+
+
+def test_collections_and_indexes(mongo_uri, mongo_db):
+    with MongoStore(mongo_uri, mongo_db) as store:
+        assert store.migrate() == store.migrate() == 1
+    with pymongo.MongoClient(mongo_uri) as client:
+        db = client[mongo_db]
+        assert {"files", "endpoints", "sync_state", "sync_logs", "folders", "listing_seen", "schema_version"} <= set(
+            db.list_collection_names())
+        keys = {name: (info["key"], info.get("unique", False)) for name, info in db.files.index_information().items()}
+        assert keys["files_endpoint_external_id"] == ([("endpoint", 1), ("external_id", 1)], True)
+        assert keys["files_endpoint_updated"][0] == [("endpoint", 1), ("updated_at", -1)]
+        assert keys["files_project"][0] == [("project_id", 1)]
+        assert keys["files_date_updated"][0] == [("date_updated", -1)]
+        logs = {name: info["key"] for name, info in db.sync_logs.index_information().items()}
+        assert logs["sync_logs_endpoint_started"] == [("endpoint", 1), ("started", -1)]
+        assert logs["sync_logs_status"] == [("status", 1)]
+
+
+def test_dates_are_bson_dates_and_aware_on_read(mongo_uri, mongo_db):
+    with MongoStore(mongo_uri, mongo_db) as store:
+        store.migrate()
+        store.apply_page(ENDPOINT, "c", ChangePage(upserts=[rec(1)], cursor="1"))
+        sync_id = store.start_sync(ENDPOINT, "c")
+        assert isinstance(sync_id, str) and len(sync_id) == 24  # an ObjectId
+        stored = all_files(store)["f1"]
+        assert stored.updated_at.tzinfo is not None and stored.date_updated == rec(1).date_updated
+    with pymongo.MongoClient(mongo_uri) as client:  # a plain client: naive UTC datetimes mean BSON dates
+        doc = client[mongo_db].files.find_one({"external_id": "f1"})
+        assert isinstance(doc["updated_at"], datetime) and isinstance(doc["first_seen_at"], datetime)
+        assert isinstance(doc["metadata"], dict)
+
+
+def test_standalone_server_without_transactions(tmp_path):
+    """A standalone mongod has no transactions: rows first, cursor last, and a replay is harmless."""
+    server = MongoServer(tmp_path / "standalone", extra_args=("--standalone",)).start()
+    try:
+        with MongoStore(server.uri, "inventory") as store:
+            store.migrate()
+            assert not store._supports_transactions()
+            store.apply_page(ENDPOINT, "c", ChangePage(upserts=[rec(1)], cursor="c1"))
+            with pytest.raises(StoreError):
+                store.apply_page(ENDPOINT, "c", ChangePage(upserts=[rec(2), rec(3)], cursor=object()))
+            assert store.sync_state(ENDPOINT, "c").cursor == "c1"
+            # the rows may be there already; the replay counts them unchanged, never twice
+            stats = store.apply_page(ENDPOINT, "c", ChangePage(upserts=[rec(2), rec(3)], cursor="c2"))
+            assert stats in (PageStats(unchanged=2), PageStats(added=2))
+            assert set(all_files(store)) == {"f1", "f2", "f3"}
+            assert store.sync_state(ENDPOINT, "c").cursor == "c2"
+    finally:
+        server.stop()
+
+
+def test_bad_database_name_and_unreachable_server():
+    with pytest.raises(StoreError, match="invalid database name"):
+        MongoStore("mongodb://127.0.0.1:1", "no/slashes")
+    with MongoStore("mongodb://user:s3cret@127.0.0.1:1/?serverSelectionTimeoutMS=300", "inv") as store:
+        with pytest.raises(StoreError) as caught:
+            store.migrate()
+    message = str(caught.value)
+    assert message.startswith("mongo:127.0.0.1:1/inv: migrate: ") and "s3cret" not in message

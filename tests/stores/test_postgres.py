@@ -1,0 +1,68 @@
+"""What is particular to PostgreSQL: the tables' types and indexes, JSONB, the COPY path's escaping."""
+
+from __future__ import annotations
+
+import psycopg2
+
+from file_connector_dagster.records import ChangePage
+from file_connector_dagster.stores.migrations import LATEST_VERSION
+from file_connector_dagster.stores.postgres import PostgresStore, _label
+
+from .helpers import ENDPOINT, all_files, rec
+
+
+def _query(dsn: str, sql: str, args: tuple = ()) -> list[tuple]:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def test_tables_indexes_and_types(pg_dsn):
+    with PostgresStore(pg_dsn) as store:
+        assert store.migrate() == LATEST_VERSION
+        assert store.migrate() == LATEST_VERSION
+    assert _query(pg_dsn, "SELECT version FROM schema_version") == [(LATEST_VERSION,)]
+    indexes = dict(_query(pg_dsn, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"))
+    expected = {
+        "files_pkey": "(endpoint, external_id)",
+        "files_endpoint_updated": "(endpoint, updated_at DESC)",
+        "files_project": "(project_id)",
+        "files_date_updated": "(date_updated DESC)",
+        "sync_logs_endpoint_started": "(endpoint, started DESC)",
+        "sync_logs_status": "(status)",
+    }
+    for name, columns in expected.items():
+        assert name in indexes and indexes[name].endswith(columns), (name, indexes.get(name))
+    assert "UNIQUE" in indexes["files_pkey"]
+    types = dict(_query(pg_dsn, "SELECT column_name, data_type FROM information_schema.columns "
+                                "WHERE table_name = 'files'"))
+    assert types["metadata"] == types["processing_errors"] == "jsonb"
+    assert types["updated_at"] == types["deleted_at"] == "timestamp with time zone"
+    assert {"files", "endpoints", "sync_state", "sync_logs", "folders", "listing_seen", "schema_version"} <= {
+        r[0] for r in _query(pg_dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+def test_awkward_values_survive_copy_and_unchanged_rows_keep_their_xmin(pg_dsn):
+    awkward = rec("x", path="a\\b/tab\there/new\nline.txt", title="new\nline.txt", change_key=None,
+                  metadata={"quote": "\\N is not null", "cr": "\r", "uni": "ü — 東京"}, size=None, date_created=None)
+    with PostgresStore(pg_dsn) as store:
+        store.migrate()
+        store.apply_page(ENDPOINT, "c", ChangePage(upserts=[awkward, rec(1)], cursor="1"))
+        stored = all_files(store)["fx"]
+        assert (stored.path, stored.title, stored.change_key, stored.metadata, stored.size, stored.date_created) == (
+            awkward.path, awkward.title, None, awkward.metadata, None, None)
+        before = _query(pg_dsn, "SELECT external_id, xmin::text FROM files ORDER BY 1")
+        stats = store.apply_page(ENDPOINT, "c", ChangePage(upserts=[awkward, rec(1)], cursor="2"))
+        assert stats.unchanged == 2  # a NULL change key equals a NULL change key
+        assert _query(pg_dsn, "SELECT external_id, xmin::text FROM files ORDER BY 1") == before  # not rewritten
+    rows = _query(pg_dsn, "SELECT metadata->>'uni', jsonb_typeof(metadata) FROM files WHERE external_id = 'fx'")
+    assert rows == [("ü — 東京", "object")]
+
+
+def test_label_hides_the_password():
+    assert _label("postgresql://app:s3cret@db.internal:6543/inventory") == "postgres:db.internal:6543/inventory"
+    assert _label("host=db dbname=inv user=app password=s3cret") == "postgres:db:5432/inv"
