@@ -189,8 +189,8 @@ class HttpClient:
         """'GET /path' without scheme, host or query (queries can hold tokens)."""
         return f"{method} {urlsplit(url).path or '/'}"
 
-    def _fail(self, what: str, problem: str) -> SourceError:
-        return SourceError(f"{self.label}: {what}: {problem}")
+    def _fail(self, what: str, problem: str, retryable: bool = True) -> SourceError:
+        return SourceError(f"{self.label}: {what}: {problem}", retryable=retryable)
 
     def request(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
                 headers: Mapping[str, str] | None = None, data: Any = None,
@@ -217,7 +217,7 @@ class HttpClient:
                                                 timeout=self.timeout_s)
             except requests.exceptions.SSLError as exc:
                 raise self._fail(what, f"TLS verification failed ({type(exc).__name__}); set ca_bundle "
-                                       "for a private certificate authority") from None
+                                       "for a private certificate authority", retryable=False) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 problem = f"{'timed out' if isinstance(exc, requests.Timeout) else 'cannot connect'} to {urlsplit(url).netloc}"
                 self._wait(what, problem, attempt, None)
@@ -239,7 +239,8 @@ class HttpClient:
                 continue
             if status == 401:
                 problem += " (still refused after refreshing the access token)"
-            raise self._fail(what, problem)
+            # 4xx other than throttling/timeouts will answer the same next time: no point retrying the run
+            raise self._fail(what, problem, retryable=not (400 <= status < 500) or status in (408, 409, 423))
 
     def get_json(self, url: str, params: Mapping[str, Any] | None = None, what: str | None = None) -> dict[str, Any]:
         response = self.request("GET", url, params=params, what=what)

@@ -130,8 +130,9 @@ class GraphAuth:
         self.authority = f"https://{details.authority_host}/{details.tenant_id}"
         self._app: Any = None
 
-    def _fail(self, problem: str) -> SourceError:
-        return SourceError(redact(f"{self.label}: authentication at {self.authority} failed: {problem}"))
+    def _fail(self, problem: str, retryable: bool = False) -> SourceError:
+        return SourceError(redact(f"{self.label}: authentication at {self.authority} failed: {problem}"),
+                           retryable=retryable)
 
     def app(self) -> Any:
         if self._app is None:
@@ -150,7 +151,7 @@ class GraphAuth:
             except requests.exceptions.SSLError:
                 raise self._fail("TLS verification failed; set ca_bundle for a private certificate authority") from None
             except requests.RequestException as exc:
-                raise self._fail(f"cannot reach {self.details.authority_host} ({type(exc).__name__})") from None
+                raise self._fail(f"cannot reach {self.details.authority_host} ({type(exc).__name__})", True) from None
         return self._app
 
     def token(self, refresh: bool = False) -> str:
@@ -160,7 +161,7 @@ class GraphAuth:
         try:
             result = app.acquire_token_for_client(scopes=self.scopes)
         except requests.RequestException as exc:
-            raise self._fail(f"cannot reach the token endpoint ({type(exc).__name__})") from None
+            raise self._fail(f"cannot reach the token endpoint ({type(exc).__name__})", True) from None
         if "access_token" not in result:
             description = str(result.get("error_description") or "").split(" Trace ID:")[0].splitlines()
             raise self._fail(f"{result.get('error', 'error')}: {description[0] if description else 'no description'} "
@@ -304,7 +305,7 @@ class SharePointSource(Source):
         response = client.request("GET", url, params={"$select": "id,name,displayName,webUrl"}, ok_statuses=frozenset({404}))
         if response.status_code == 404:
             raise SourceError(f"{client.label}: site_url: site {self.details.site_url} not found "
-                              f"(GET /sites/{host}:/{match['path']} answered 404)")
+                              f"(GET /sites/{host}:/{match['path']} answered 404)", retryable=False)
         return response.json()
 
     def _drives(self, client: HttpClient) -> list[dict[str, Any]]:
@@ -314,13 +315,13 @@ class SharePointSource(Source):
             response = client.request("GET", f"{self.graph_url}/drives/{quote(d.drive_id)}", params=select,
                                       ok_statuses=frozenset({404}))
             if response.status_code == 404:
-                raise SourceError(f"{client.label}: drive_id: drive {d.drive_id!r} not found (GET /drives/{{id}} answered 404)")
+                raise SourceError(f"{client.label}: drive_id: drive {d.drive_id!r} not found (GET /drives/{{id}} answered 404)", retryable=False)
             return [response.json()]
         if d.user:
             response = client.request("GET", f"{self.graph_url}/users/{quote(d.user)}/drive", params=select,
                                       ok_statuses=frozenset({404}))
             if response.status_code == 404:
-                raise SourceError(f"{client.label}: user: no OneDrive for user {d.user!r} (GET /users/{{user}}/drive answered 404)")
+                raise SourceError(f"{client.label}: user: no OneDrive for user {d.user!r} (GET /users/{{user}}/drive answered 404)", retryable=False)
             return [response.json()]
         site = self._site(client)
         drives: list[dict[str, Any]] = []
@@ -336,7 +337,8 @@ class SharePointSource(Source):
             missing = [name for name in d.libraries if name.lower() not in by_name]
             if missing:
                 raise SourceError(f"{client.label}: document_library: no library named {missing[0]!r} in "
-                                  f"{d.site_url} (libraries: {', '.join(sorted(str(dr.get('name')) for dr in drives)) or 'none'})")
+                                  f"{d.site_url} (libraries: {', '.join(sorted(str(dr.get('name')) for dr in drives)) or 'none'})",
+                                  retryable=False)
             drives = [by_name[name.lower()] for name in d.libraries]
         return drives
 
@@ -387,7 +389,7 @@ class SharePointSource(Source):
                                   params={"$select": "id,name,webUrl"}, ok_statuses=frozenset({404}))
         if response.status_code == 404:
             raise SourceError(f"{client.label}: drive not found (GET /drives/{{id}} answered 404); "
-                              "the library may have been deleted")
+                              "the library may have been deleted", retryable=False)
         library = response.json().get("name") or container
         self._names[container] = library
         client.label = self._label(container)

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from .tls import TestTLS, make_tls
+from .tls import FakeTLS, make_tls
 
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
 EXTENSIONS = [("pdf", "application/pdf"), ("docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
@@ -385,7 +385,7 @@ class FakeGraph:
 
     def __init__(self, tenant: str = "contoso-tenant", client_id: str = "app-client-id",
                  client_secret: str = "s3cr3t-Value~fake", sharepoint_host: str = "contoso.sharepoint.com",
-                 token_lifetime_s: int = 3599, tls: TestTLS | None = None, log_size: int = 10000):
+                 token_lifetime_s: int = 3599, tls: FakeTLS | None = None, log_size: int = 10000):
         self.tenant, self.client_id, self.client_secret = tenant, client_id, client_secret
         self.sharepoint_host = sharepoint_host
         self.token_lifetime_s = token_lifetime_s
@@ -609,7 +609,7 @@ class FakeGraph:
         since = after = 0
         if state:
             try:
-                epoch, since, after = (int(x) for x in base64.urlsafe_b64decode(state.encode()).decode().split("."))
+                epoch, since, after, top_in_token = (int(x) for x in base64.urlsafe_b64decode(state.encode()).decode().split("."))
             except ValueError:
                 return 400, {}, _graph_error("invalidRequest", "Invalid token")
             if epoch != drive.token_epoch:
@@ -621,19 +621,20 @@ class FakeGraph:
                     "innerError": {"code": "resyncChangesApplyDifferences", "date": iso(datetime.now(timezone.utc))}}}
             if "token" in query and "$skiptoken" not in query:
                 after = since
+                top = int(query.get("$top", top_in_token))  # a delta link keeps the page size it was made with
         with self.lock:
             items, last, done = drive.delta_page(since, after, top)
             if drive.shuffle_pages:
                 random.Random(last).shuffle(items)
             body: dict[str, Any] = {"@odata.context": f"{self.graph_url}/$metadata#Collection(driveItem)", "value": items}
             if done:
-                token = base64.urlsafe_b64encode(f"{drive.token_epoch}.{drive.seq}.{drive.seq}".encode()).decode()
+                token = base64.urlsafe_b64encode(f"{drive.token_epoch}.{drive.seq}.{drive.seq}.{top}".encode()).decode()
                 body["@odata.deltaLink"] = f"{link}?token={token}"
             else:
                 resume = last - 1 if drive.repeat_across_pages > 0 and top > 1 else last
                 if resume != last:
                     drive.repeat_across_pages -= 1
-                token = base64.urlsafe_b64encode(f"{drive.token_epoch}.{since}.{resume}".encode()).decode()
+                token = base64.urlsafe_b64encode(f"{drive.token_epoch}.{since}.{resume}.{top}".encode()).decode()
                 body["@odata.nextLink"] = f"{link}?$top={top}&$skiptoken={token}"
         return 200, {}, body
 

@@ -11,12 +11,12 @@ import trustme
 
 
 @dataclass
-class TestTLS:
+class FakeTLS:
     ca_path: str  # PEM of the CA, what a client passes as ca_bundle
     server_context: ssl.SSLContext
 
 
-def make_tls(directory: str | Path | None = None) -> TestTLS:
+def make_tls(directory: str | Path | None = None) -> FakeTLS:
     """A CA plus a server certificate for 127.0.0.1 and localhost."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
@@ -25,4 +25,4 @@ def make_tls(directory: str | Path | None = None) -> TestTLS:
     directory = Path(directory or tempfile.mkdtemp(prefix="fake-tls-"))
     ca_path = directory / "fake-ca.pem"
     ca.cert_pem.write_to_path(str(ca_path))
-    return TestTLS(ca_path=str(ca_path), server_context=context)
+    return FakeTLS(ca_path=str(ca_path), server_context=context)
