@@ -1,0 +1,89 @@
+"""The shared HTTP client: Retry-After parsing, pacing, retry budget, 401 refresh, link safety."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import pytest
+
+from file_connector_dagster.errors import SourceError
+from file_connector_dagster.sources.http import HttpClient, RetryPolicy, TokenBucket, retry_after_seconds, tls_session
+from tests.fakes.graph import FakeGraph
+from tests.fakes.tls import make_tls
+
+
+def test_retry_after_in_seconds_and_as_an_http_date() -> None:
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    now = time.time()
+    assert 29 <= retry_after_seconds(email.utils.formatdate(now + 30, usegmt=True), now=now) <= 31
+    assert retry_after_seconds(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
+
+
+def test_token_bucket_paces_requests() -> None:
+    bucket = TokenBucket(rate=100, burst=5)
+    started = time.monotonic()
+    for _ in range(25):
+        bucket.acquire()
+    assert time.monotonic() - started >= 0.18  # 20 beyond the burst at 100/s
+
+
+@pytest.fixture(scope="module")
+def fake() -> Any:
+    graph = FakeGraph(tls=make_tls())
+    graph.add_drive(graph.add_site(), "Documents", items=10)
+    with graph:
+        yield graph
+
+
+def client(fake: FakeGraph, **policy: Any) -> tuple[HttpClient, list[float], list[bool]]:
+    slept: list[float] = []
+    refreshes: list[bool] = []
+    session = tls_session(fake.tls.ca_path)
+
+    def auth(refresh: bool) -> dict[str, str]:
+        refreshes.append(refresh)
+        token = session.post(f"{fake.base_url}/{fake.tenant}/oauth2/v2.0/token", data={
+            "grant_type": "client_credentials", "client_id": fake.client_id, "client_secret": fake.client_secret,
+            "scope": f"{fake.base_url}/.default"}).json()["access_token"] if refresh or not hasattr(auth, "token") else auth.token
+        auth.token = token  # type: ignore[attr-defined]
+        return {"Authorization": f"Bearer {token}"}
+
+    http = HttpClient("endpoint 'x'", auth=auth, session=session, policy=RetryPolicy(**policy), sleep=slept.append)
+    return http, slept, refreshes
+
+
+def test_backoff_with_jitter_grows_and_the_budget_ends_it(fake: FakeGraph) -> None:
+    drive = next(iter(fake.drives))
+    fake.inject(503, match="/drives/", count=50)
+    http, slept, _ = client(fake, backoff_base_s=1, max_wait_s=8, total_wait_s=20)
+    with pytest.raises(SourceError, match=r"HTTP 503 serviceNotAvailable.*retry budget of 20s spent"):
+        http.get_json(f"{fake.graph_url}/drives/{drive}?secret=xyz")
+    assert 0.5 <= slept[0] <= 1 and 1 <= slept[1] <= 2 and 2 <= slept[2] <= 4 and all(w <= 8 for w in slept)
+    assert sum(slept) <= 20
+    fake.faults.clear()
+
+
+def test_retry_after_is_honoured_and_401_refreshes_once(fake: FakeGraph) -> None:
+    drive = next(iter(fake.drives))
+    http, slept, refreshes = client(fake)
+    fake.inject(429, match="/drives/", retry_after="3")
+    assert http.get_json(f"{fake.graph_url}/drives/{drive}")["id"] == drive
+    assert slept == [3.0]
+    fake.valid_tokens.clear()
+    assert http.get_json(f"{fake.graph_url}/drives/{drive}")["id"] == drive
+    assert refreshes.count(True) == 1  # one refresh after the 401
+    fake.inject(401, match="/drives/", count=2)
+    with pytest.raises(SourceError, match="HTTP 401 .*still refused after refreshing"):
+        http.get_json(f"{fake.graph_url}/drives/{drive}")
+
+
+def test_tls_session_ignores_requests_ca_bundle(fake: FakeGraph, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent.pem")
+    drive = next(iter(fake.drives))
+    assert tls_session(fake.tls.ca_path).get(f"{fake.graph_url}/drives/{drive}").status_code == 401
+    http = HttpClient("endpoint 'x'", session=tls_session(None))  # system store: the fake's CA is unknown
+    with pytest.raises(SourceError, match="TLS verification failed"):
+        http.get_json(f"{fake.graph_url}/drives/{drive}")
