@@ -471,3 +471,44 @@ def test_requests_ca_bundle_in_the_environment_does_not_override_ca_bundle(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
     monkeypatch.setenv("CURL_CA_BUNDLE", str(tmp_path / "missing.pem"))
     assert make_source(fake).health().ok
+
+
+# -- through the CLI (which materializes the Dagster assets in process) --------------------------------
+
+def test_cli_sync_and_health_through_dagster(fake: FakeGraph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from file_connector_dagster import cli
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    config = tmp_path / "connector.yaml"
+    config.write_text(f"""
+store: {{type: sqlite, path: inventory.db}}
+endpoints:
+  - name: sp
+    type: sharepoint
+    endpoint_details:
+      tenant_id: {fake.tenant}
+      client_id: {fake.client_id}
+      client_secret: ${{{SECRET_ENV}}}
+      site_url: https://{fake.sharepoint_host}/sites/eng
+      document_library: [Drawings, Site Assets]
+      authority_host: "{fake.authority_host}"
+      graph_url: {fake.graph_url}
+      ca_bundle: {fake.tls.ca_path}
+      requests_per_second: 0
+""")
+    assert cli.main(["health", "--config", str(config)]) == 0
+    assert cli.main(["sync", "--config", str(config)]) == 0
+    drawings = drive_named(fake, "Drawings")
+    drawings.rename(drawings._base_id(1), "renamed")
+    drawings.delete(drawings._base_id(900))
+    assert cli.main(["sync", "--config", str(config)]) == 0
+    out = capsys.readouterr()
+    assert fake.client_secret not in out.out + out.err and "fake-access-" not in out.out + out.err
+    with SQLiteStore(tmp_path / "inventory.db") as db:
+        assert_in_step(db, drawings)
+        assert_in_step(db, drive_named(fake, "Site Assets"))
+    monkeypatch.setenv(SECRET_ENV, "not-the-secret")
+    assert cli.main(["sync", "--config", str(config)]) == 1
+    out = capsys.readouterr()
+    assert "AADSTS7000215" in out.out + out.err and "not-the-secret" not in out.out + out.err
