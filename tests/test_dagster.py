@@ -221,7 +221,7 @@ def test_cli_health_validate_and_migrate(workdir, capsys):
     assert cli_main(["validate", "--config", config]) == 0
     assert "OK, 1 endpoints (1 active), store sqlite" in capsys.readouterr().out
     assert cli_main(["migrate", "--config", config]) == 0
-    assert "schema at version 1" in capsys.readouterr().out
+    assert "schema at version 2" in capsys.readouterr().out
     assert cli_main(["health", "--config", config]) == 0
     out = capsys.readouterr().out
     assert "store sqlite:" in out and "endpoint team-share: ok" in out

@@ -12,11 +12,51 @@ listing_seen (external ids seen by a full listing in progress, to tombstone the 
 
 from __future__ import annotations
 
+import os
+import socket
 from abc import ABC, abstractmethod
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterator
 
 from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats
+
+# A sync holds its container for this long after its last committed page; a second sync of the same
+# container meanwhile fails (retryably) instead of interleaving cursors and listings. A run that died
+# without finishing is taken over once its lease has run out, and its log row becomes "interrupted".
+SYNC_LEASE = timedelta(minutes=30)
+INTERRUPTED = "interrupted: the process stopped before the sync finished"
+
+
+def lease_owner() -> str:
+    """Who holds a lease: host:pid, so a lease left by a process that died on this host can be taken
+    over at once instead of after SYNC_LEASE."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lease_is_live(owner: str | None, until: datetime | None, now: datetime) -> bool:
+    """Whether a held lease still excludes a new sync of the container."""
+    if until is None or until <= now:
+        return False
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's: trust the lease
+    if int(pid) == os.getpid():
+        return False  # this process's own earlier sync, which has ended (syncs of a container run serially)
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lease_held_error(label: str, endpoint: str, container: str, sync_id: object, until: datetime):
+    from ..errors import StoreError
+
+    return StoreError(f"{label}: {endpoint}/{container}: another sync (id {sync_id}) is still running; "
+                      f"its lease runs until {until.isoformat(timespec='seconds')}", retryable=True)
+
 
 # Columns of `files` in order; stores share it so rows look the same everywhere.
 FILE_COLUMNS = (
@@ -67,10 +107,12 @@ class Store(ABC):
 
     @abstractmethod
     def start_sync(self, endpoint: str, container: str) -> int | str:
-        """Open a sync_logs row with status 'running'.
+        """Open a sync_logs row with status 'running' and take the container's lease (SYNC_LEASE,
+        extended by every apply_page), atomically. A live lease (lease_is_live) held by another sync
+        raises a retryable StoreError; a dead one is taken over and its log row marked 'interrupted'.
 
         Returns:
-            Its id, for finish_sync."""
+            Its id, for finish_sync (which releases the lease)."""
 
     @abstractmethod
     def apply_page(self, endpoint: str, container: str, page: ChangePage) -> PageStats:

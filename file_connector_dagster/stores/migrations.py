@@ -109,6 +109,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=_common("TEXT", "TEXT", "INTEGER PRIMARY KEY AUTOINCREMENT"),
         postgres=_common("JSONB", "TIMESTAMPTZ", "BIGSERIAL PRIMARY KEY"),
     ),
+    Migration(
+        2,
+        "sync_state lease: one sync at a time per container",
+        sqlite=("ALTER TABLE sync_state ADD COLUMN running_sync TEXT",
+                "ALTER TABLE sync_state ADD COLUMN lease_owner TEXT",
+                "ALTER TABLE sync_state ADD COLUMN lease_until TEXT"),
+        postgres=("ALTER TABLE sync_state ADD COLUMN running_sync TEXT, ADD COLUMN lease_owner TEXT, "
+                  "ADD COLUMN lease_until TIMESTAMPTZ",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -16,12 +16,14 @@ import pymongo
 import pymongo.errors
 from bson import ObjectId
 from bson.codec_options import CodecOptions
-from pymongo import ASCENDING, DESCENDING, DeleteMany, UpdateOne
+from pymongo import ASCENDING, DESCENDING, DeleteMany, ReturnDocument, UpdateOne
 from pymongo.client_session import ClientSession
 
 from ..errors import StoreError
 from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats, utcnow
-from .base import FILE_COLUMNS, Store, is_unchanged
+from .base import (
+    FILE_COLUMNS, INTERRUPTED, SYNC_LEASE, Store, is_unchanged, lease_held_error, lease_is_live, lease_owner,
+)
 
 SCHEMA_VERSION = 1
 _COUNT_FIELDS = ("listed", "added", "updated", "unchanged", "deleted", "errors", "pages", "api_calls")
@@ -164,16 +166,43 @@ class MongoStore(Store):
 
     # -- sync logs ------------------------------------------------------------------------------
     def start_sync(self, endpoint: str, container: str) -> str:
-        doc = {"endpoint": endpoint, "container": container, "started": _ms(utcnow()), "finished": None,
-               "status": "running", **{c: 0 for c in _COUNT_FIELDS}, "error": None}
+        now = _ms(utcnow())
+        scope = {"endpoint": endpoint, "container": container}
+        sync_id = ObjectId()
         with self._errors(f"start sync of {endpoint}/{container}"):
-            return str(self.db.sync_logs.insert_one(doc).inserted_id)
+            take = {"$set": {"running_sync": str(sync_id), "lease_owner": lease_owner(),
+                             "lease_until": _ms(now + SYNC_LEASE)}, "$setOnInsert": {"updated_at": now}}
+            try:  # one atomic take of a free or expired lease; the unique index stops a racing upsert
+                before = self.db.sync_state.find_one_and_update(
+                    {**scope, "$or": [{"running_sync": None}, {"lease_until": {"$lte": now}}]}, take,
+                    upsert=True, return_document=ReturnDocument.BEFORE)
+            except pymongo.errors.DuplicateKeyError:
+                held = self.db.sync_state.find_one(scope) or {}
+                before = None
+                if not lease_is_live(held.get("lease_owner"), held.get("lease_until"), now):
+                    # its holder died: take it over only if nobody else did meanwhile (compare and swap)
+                    before = self.db.sync_state.find_one_and_update(
+                        {**scope, "running_sync": held.get("running_sync")}, take,
+                        return_document=ReturnDocument.BEFORE)
+                if before is None:
+                    raise lease_held_error(self.label, endpoint, container, held.get("running_sync"),
+                                           held.get("lease_until") or now) from None
+            if before and before.get("running_sync"):
+                self.db.sync_logs.update_one(
+                    {"_id": ObjectId(before["running_sync"]), "status": "running"},
+                    {"$set": {"status": "interrupted", "finished": now, "error": INTERRUPTED}})
+            self.db.sync_logs.insert_one({"_id": sync_id, **scope, "started": now, "finished": None,
+                                          "status": "running", **{c: 0 for c in _COUNT_FIELDS}, "error": None})
+        return str(sync_id)
 
     def finish_sync(self, sync_id: int | str, stats: SyncStats) -> None:
         with self._errors(f"finish sync of {stats.endpoint}/{stats.container}"):
             self.db.sync_logs.update_one(
                 {"_id": ObjectId(str(sync_id))},
                 {"$set": {"finished": _ms(utcnow()), "status": stats.status, **stats.counts(), "error": stats.error}})
+            self.db.sync_state.update_one(
+                {"endpoint": stats.endpoint, "container": stats.container, "running_sync": str(sync_id)},
+                {"$set": {"running_sync": None, "lease_until": None}})
 
     def sync_logs(self, endpoint: str | None = None, limit: int = 100) -> list[SyncLog]:
         with self._errors("read sync logs"):
@@ -240,6 +269,8 @@ class MongoStore(Store):
             {"$set": {"cursor": page.cursor, "listing_in_progress": page.full_listing and not page.last,
                       "updated_at": now, **({"last_sync_at": now} if page.last else {})}},
             upsert=True, session=session)
+        self.db.sync_state.update_one({**scope, "running_sync": {"$ne": None}},
+                                      {"$set": {"lease_until": _ms(utcnow() + SYNC_LEASE)}}, session=session)
         return stats
 
     def _upsert(self, endpoint: str, container: str, records: list[FileRecord], now: datetime, stats: PageStats,

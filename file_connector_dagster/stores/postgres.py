@@ -15,7 +15,7 @@ import psycopg2.extras
 
 from ..errors import StoreError
 from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats, utcnow
-from .base import FILE_COLUMNS, Store
+from .base import FILE_COLUMNS, INTERRUPTED, SYNC_LEASE, Store, lease_held_error, lease_is_live, lease_owner
 from .migrations import MIGRATIONS
 
 # Any constant works; it only has to be the same for every process migrating this database.
@@ -235,10 +235,28 @@ class PostgresStore(Store):
 
     # -- sync logs ------------------------------------------------------------------------------
     def start_sync(self, endpoint: str, container: str) -> int:
+        now = utcnow()
         with self._tx(f"start sync of {endpoint}/{container}") as cur:
+            # serializes concurrent starts for this container, even before its sync_state row exists
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (json.dumps([endpoint, container]),))
+            cur.execute("SELECT running_sync, lease_until, lease_owner FROM sync_state WHERE endpoint = %s "
+                        "AND container = %s AND running_sync IS NOT NULL", (endpoint, container))
+            held = cur.fetchone()
+            if held and lease_is_live(held["lease_owner"], held["lease_until"], now):
+                raise lease_held_error(self.label, endpoint, container, held["running_sync"], held["lease_until"])
+            if held:
+                cur.execute("UPDATE sync_logs SET status = 'interrupted', finished = %s, error = %s "
+                            "WHERE id = %s AND status = 'running'", (now, INTERRUPTED, int(held["running_sync"])))
             cur.execute("INSERT INTO sync_logs (endpoint, container, started, status) "
-                        "VALUES (%s, %s, %s, 'running') RETURNING id", (endpoint, container, utcnow()))
-            return int(cur.fetchone()["id"])
+                        "VALUES (%s, %s, %s, 'running') RETURNING id", (endpoint, container, now))
+            sync_id = int(cur.fetchone()["id"])
+            cur.execute(
+                "INSERT INTO sync_state (endpoint, container, running_sync, lease_owner, lease_until, updated_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (endpoint, container) DO UPDATE SET "
+                "running_sync = EXCLUDED.running_sync, lease_owner = EXCLUDED.lease_owner, "
+                "lease_until = EXCLUDED.lease_until",
+                (endpoint, container, str(sync_id), lease_owner(), now + SYNC_LEASE, now))
+            return sync_id
 
     def finish_sync(self, sync_id: int | str, stats: SyncStats) -> None:
         counts = stats.counts()
@@ -247,6 +265,8 @@ class PostgresStore(Store):
                 f"UPDATE sync_logs SET finished = %s, status = %s, "
                 f"{', '.join(f'{c} = %s' for c in _COUNT_COLUMNS)}, error = %s WHERE id = %s",
                 (utcnow(), stats.status, *(counts[c] for c in _COUNT_COLUMNS), stats.error, int(sync_id)))
+            cur.execute("UPDATE sync_state SET running_sync = NULL, lease_until = NULL WHERE endpoint = %s "
+                        "AND container = %s AND running_sync = %s", (stats.endpoint, stats.container, str(sync_id)))
 
     def sync_logs(self, endpoint: str | None = None, limit: int = 100) -> list[SyncLog]:
         where, args = ("WHERE endpoint = %s", [endpoint]) if endpoint else ("", [])
@@ -299,9 +319,10 @@ class PostgresStore(Store):
                 "VALUES (%(endpoint)s, %(container)s, %(cursor)s, %(in_progress)s, %(last_sync_at)s, %(now)s) "
                 "ON CONFLICT (endpoint, container) DO UPDATE SET cursor = EXCLUDED.cursor, "
                 "listing_in_progress = EXCLUDED.listing_in_progress, "
-                "last_sync_at = COALESCE(EXCLUDED.last_sync_at, sync_state.last_sync_at), updated_at = EXCLUDED.updated_at",
+                "last_sync_at = COALESCE(EXCLUDED.last_sync_at, sync_state.last_sync_at), updated_at = EXCLUDED.updated_at, "
+                "lease_until = CASE WHEN sync_state.running_sync IS NULL THEN NULL ELSE %(lease_until)s END",
                 {**scope, "cursor": page.cursor, "in_progress": page.full_listing and not page.last,
-                 "last_sync_at": now if page.last else None})
+                 "last_sync_at": now if page.last else None, "lease_until": utcnow() + SYNC_LEASE})
         return stats
 
     @staticmethod

@@ -10,7 +10,9 @@ from typing import Any, Iterator
 
 from ..errors import StoreError
 from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats, utcnow
-from .base import FILE_COLUMNS, Store, is_unchanged
+from .base import (
+    FILE_COLUMNS, INTERRUPTED, SYNC_LEASE, Store, is_unchanged, lease_held_error, lease_is_live, lease_owner,
+)
 from .migrations import MIGRATIONS
 
 _CHUNK = 500  # ids per IN (...) list, under SQLite's variable limit
@@ -130,10 +132,23 @@ class SQLiteStore(Store):
 
     # -- sync logs ------------------------------------------------------------------------------
     def start_sync(self, endpoint: str, container: str) -> int:
-        with self._tx("start sync") as conn:
-            cur = conn.execute("INSERT INTO sync_logs (endpoint, container, started, status) VALUES (?, ?, ?, 'running')",
-                               (endpoint, container, _ts(utcnow())))
-            return int(cur.lastrowid)
+        now = utcnow()
+        with self._tx("start sync") as conn:  # BEGIN IMMEDIATE: one writer, so check-and-take is atomic
+            held = conn.execute("SELECT running_sync, lease_until, lease_owner FROM sync_state WHERE endpoint=? "
+                                "AND container=? AND running_sync IS NOT NULL", (endpoint, container)).fetchone()
+            if held and lease_is_live(held[2], _dt(held[1]), now):
+                raise lease_held_error(self.label, endpoint, container, held[0], _dt(held[1]))
+            if held:
+                conn.execute("UPDATE sync_logs SET status='interrupted', finished=?, error=? WHERE id=? "
+                             "AND status='running'", (_ts(now), INTERRUPTED, int(held[0])))
+            sync_id = int(conn.execute("INSERT INTO sync_logs (endpoint, container, started, status) "
+                                       "VALUES (?, ?, ?, 'running')", (endpoint, container, _ts(now))).lastrowid)
+            conn.execute(
+                "INSERT INTO sync_state (endpoint, container, running_sync, lease_owner, lease_until, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, container) DO UPDATE SET "
+                "running_sync=excluded.running_sync, lease_owner=excluded.lease_owner, lease_until=excluded.lease_until",
+                (endpoint, container, str(sync_id), lease_owner(), _ts(now + SYNC_LEASE), _ts(now)))
+            return sync_id
 
     def finish_sync(self, sync_id: int | str, stats: SyncStats) -> None:
         counts = stats.counts()
@@ -144,6 +159,8 @@ class SQLiteStore(Store):
                 (_ts(utcnow()), stats.status, counts["listed"], counts["added"], counts["updated"], counts["unchanged"],
                  counts["deleted"], counts["errors"], counts["pages"], counts["api_calls"], stats.error, int(sync_id)),
             )
+            conn.execute("UPDATE sync_state SET running_sync=NULL, lease_until=NULL WHERE endpoint=? AND container=? "
+                         "AND running_sync=?", (stats.endpoint, stats.container, str(sync_id)))
 
     def sync_logs(self, endpoint: str | None = None, limit: int = 100) -> list[SyncLog]:
         where, args = ("WHERE endpoint=?", [endpoint]) if endpoint else ("", [])
@@ -208,9 +225,10 @@ class SQLiteStore(Store):
                 "INSERT INTO sync_state (endpoint, container, cursor, listing_in_progress, last_sync_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, container) DO UPDATE SET cursor=excluded.cursor, "
                 "listing_in_progress=excluded.listing_in_progress, "
-                "last_sync_at=COALESCE(excluded.last_sync_at, sync_state.last_sync_at), updated_at=excluded.updated_at",
+                "last_sync_at=COALESCE(excluded.last_sync_at, sync_state.last_sync_at), updated_at=excluded.updated_at, "
+                "lease_until=CASE WHEN sync_state.running_sync IS NULL THEN NULL ELSE ? END",
                 (endpoint, container, page.cursor, page.full_listing and not page.last,
-                 now if page.last else None, now))
+                 now if page.last else None, now, _ts(utcnow() + SYNC_LEASE)))
         return stats
 
     def _upsert(self, conn: sqlite3.Connection, endpoint: str, container: str, records: list[FileRecord],

@@ -261,6 +261,47 @@ def test_concurrent_syncs_of_two_containers(store, store_type, store_factory):
     assert sorted(log.status for log in store.latest_syncs()) == ["success", "success"]
 
 
+def test_one_sync_at_a_time_per_container(store, store_type, store_factory, monkeypatch):
+    import importlib
+    import socket
+    import subprocess
+    import sys
+
+    module = importlib.import_module(type(store).__module__)
+    other = store_factory(store_type)  # a second run, with its own connection
+    monkeypatch.setattr(module, "lease_owner", lambda: "build-server-7:4242")  # a run on another machine
+    first = store.start_sync(ENDPOINT, C)
+    with pytest.raises(StoreError) as info:
+        other.start_sync(ENDPOINT, C)
+    assert info.value.retryable and f"{ENDPOINT}/{C}: another sync (id {first}) is still running" in str(info.value)
+    other.finish_sync(other.start_sync(ENDPOINT, "other"), SyncStats(ENDPOINT, "other", status="success"))
+    apply(store, rec(1))  # committing pages keeps the lease
+    with pytest.raises(StoreError):
+        other.start_sync(ENDPOINT, C)
+    store.finish_sync(first, SyncStats(ENDPOINT, C, status="success"))
+
+    # a run elsewhere that died holding the lease: taken over once the lease has run out
+    monkeypatch.setattr(module, "SYNC_LEASE", timedelta(seconds=-1))
+    second = other.start_sync(ENDPOINT, C)  # free again after finish_sync; this one never finishes
+    third = store.start_sync(ENDPOINT, C)
+    logs = {log.sync_id: log for log in store.sync_logs(ENDPOINT)}
+    assert logs[second].status == "interrupted" and "stopped before the sync finished" in logs[second].error
+    assert logs[third].status == "running"
+    store.finish_sync(third, SyncStats(ENDPOINT, C, status="success"))
+
+    # a run on this machine whose process is gone: taken over at once, lease or not
+    monkeypatch.setattr(module, "SYNC_LEASE", timedelta(minutes=30))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    monkeypatch.setattr(module, "lease_owner", lambda: f"{socket.gethostname()}:{int(dead.stdout)}")
+    fourth = other.start_sync(ENDPOINT, C)
+    monkeypatch.undo()
+    fifth = store.start_sync(ENDPOINT, C)
+    logs = {log.sync_id: log for log in store.sync_logs(ENDPOINT)}
+    assert logs[fourth].status == "interrupted" and logs[fifth].status == "running"
+    store.finish_sync(fifth, SyncStats(ENDPOINT, C, status="success"))
+    assert store.sync_state(ENDPOINT, C).cursor == "cur"
+
+
 # -- reading ------------------------------------------------------------------------------------------
 def test_iter_files_keyset_pages_and_changed_since(store):
     apply(store, *(rec(n) for n in range(25)))

@@ -86,12 +86,13 @@ def test_mongo_server_killed_mid_sync(mongo_server):
 
     mongo_server.start()  # same port, same storage path
     source.between_pages = None
-    # the failed run could not record its end while the server was down: its log stays "running"
+    # the failed run could not record its end while the server was down: the re-run takes over its
+    # lease (same process, so that sync is over) and marks its log "interrupted"
     state = store.sync_state(ENDPOINT, C)
     assert json.loads(state.cursor) == {"next": 200} and state.listing_in_progress
     rerun = sync_container(source, store, C)
     assert rerun.status == "success" and rerun.added == 300 and rerun.deleted == 0
     files = all_files(store)
     assert set(files) == {r.external_id for r in FILES[C]} and not any(f.is_deleted for f in files.values())
-    assert [log.status for log in store.sync_logs(ENDPOINT)] == ["success", "running"]
+    assert [log.status for log in store.sync_logs(ENDPOINT)] == ["success", "interrupted"]
     store.close()
