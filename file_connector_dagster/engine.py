@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from .config import redact
 from .errors import FileConnectorError
 from .records import ChangePage, SyncStats
 from .sources.base import Source
 from .stores.base import Store
+
+if TYPE_CHECKING:
+    from .config import EndpointConfig
 
 
 @dataclass
@@ -24,6 +27,12 @@ class ChangeStream:
     endpoint: str
     container: str
     pages: Iterator[ChangePage]
+
+
+def register_endpoint(store: Store, endpoint: "EndpointConfig") -> None:
+    """Keep the endpoints table in step with connector.yaml (details carry ${NAME} references, not secrets)."""
+    store.upsert_endpoint(endpoint.name, endpoint.type, endpoint.project_id, endpoint.user_id,
+                          endpoint.secret_free_details(), endpoint.is_active)
 
 
 def open_changes(source: Source, store: Store, container: str, full: bool = False) -> ChangeStream:

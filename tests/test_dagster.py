@@ -72,6 +72,11 @@ def test_materialize_partition_writes_store_and_metadata(workdir):
             {"listed": 3, "added": 3, "unchanged": 0, "deleted": 0, "pages": 1}
         assert meta["files"]["processed"] == 3 and meta["files"]["excluded"] == 2
         stored = rows(workdir)
+        store = SQLiteStore(workdir / "inv.db")
+        assert [tuple(r) for r in store.conn.execute("SELECT name, type, project_id, details FROM endpoints")] == [
+            ("team-share", "local", "p-42", json.dumps({"roots": ["share"], "containers": "subfolders", "include": [],
+                                                        "exclude": [], "hash": False, "page_size": 1000}))]
+        store.close()
         assert stored["big.bin"].excluded_by == "size_limit" and stored["scratch.tmp"].excluded_by == "glob_filter"
         assert stored["sub/a.txt"].excluded_by is None and stored["sub/a.txt"].project_id == "p-42"
 

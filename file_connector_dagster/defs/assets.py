@@ -7,7 +7,7 @@ from dagster import (
 )
 
 from ..config import EndpointConfig
-from ..engine import ChangeStream, error_text, open_changes
+from ..engine import ChangeStream, error_text, open_changes, register_endpoint
 from ..errors import FileConnectorError
 from ..processors.base import build_processors, run_processors
 from .io_managers import ChangedFiles, ProcessedPages
@@ -51,6 +51,7 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
                 raise
             raise Failure(description=error_text(exc), allow_retries=False) from None
         try:
+            register_endpoint(store, endpoint)
             return open_changes(source, store, context.partition_key, full=config.full)
         finally:
             store.close()
