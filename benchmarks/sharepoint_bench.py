@@ -90,7 +90,8 @@ def postgres_store() -> tuple[Any, Any] | None:
         import psycopg2
 
         from file_connector_dagster.stores.postgres import PostgresStore
-    except ImportError:
+    except ImportError as exc:
+        print(f"PostgreSQL store not importable ({exc}); skipping it")
         return None
     admin_dsn = os.environ.get("FILE_CONNECTOR_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
     name = f"fc_bench_{uuid.uuid4().hex[:8]}"
