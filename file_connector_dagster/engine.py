@@ -6,6 +6,8 @@ so the CLI, tests and Dagster all run this same code.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -54,17 +56,74 @@ def error_text(exc: BaseException) -> str:
     return redact(text.splitlines()[0] if text else type(exc).__name__)
 
 
+class Prefetch:
+    """Pulls pages from a source in a background thread, at most `depth` pages ahead, so the next
+    page is fetched and parsed while the store commits this one. Memory: depth + 2 pages."""
+
+    def __init__(self, pages: Iterator[ChangePage], depth: int = 2):
+        self._queue: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(pages,), name="page-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self, pages: Iterator[ChangePage]) -> None:
+        try:
+            for page in pages:
+                if not self._put(("page", page)):
+                    return
+            self._put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there with its traceback
+            self._put(("error", exc))
+        finally:
+            close = getattr(pages, "close", None)
+            if close:
+                close()
+
+    def _put(self, item: tuple[str, object]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[ChangePage]:
+        while True:
+            kind, value = self._queue.get()
+            if kind == "page":
+                yield value  # type: ignore[misc]
+            elif kind == "end":
+                return
+            else:
+                raise value  # type: ignore[misc]
+
+    def close(self, wait_s: float = 10.0) -> None:
+        """Stop fetching; wait a little for a request in flight, which otherwise ends in the background."""
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(wait_s)
+
+
 def commit_changes(store: Store, stream: ChangeStream,
-                   on_page: Callable[[ChangePage, SyncStats], None] | None = None) -> SyncStats:
+                   on_page: Callable[[ChangePage, SyncStats], None] | None = None, prefetch: int = 2) -> SyncStats:
     """Apply every page of the stream, each in its own transaction with its cursor; log the sync.
+
+    Args:
+        prefetch: pages fetched ahead in a background thread while a page commits (0: none).
 
     A failure leaves the cursor at the last committed page, records the sync as failed and re-raises.
     """
     stats = SyncStats(endpoint=stream.endpoint, container=stream.container)
-    sync_id = store.start_sync(stream.endpoint, stream.container)
+    sync_id = store.start_sync(stream.endpoint, stream.container)  # raises if another sync holds the container
     started = time.monotonic()
+    pages = Prefetch(stream.pages, prefetch) if prefetch else stream.pages
     try:
-        for page in stream.pages:
+        for page in pages:
             stats.add_page(page, store.apply_page(stream.endpoint, stream.container, page))
             if on_page:
                 on_page(page, stats)
@@ -75,18 +134,18 @@ def commit_changes(store: Store, stream: ChangeStream,
         raise
     finally:
         stats.duration_s = round(time.monotonic() - started, 3)
+        close = getattr(pages, "close", None)
+        if close:
+            close()
         try:
             store.finish_sync(sync_id, stats)
         except FileConnectorError:
             if stats.status == "success":
                 raise
             # the store itself is what failed; the original error is the one to report
-        close = getattr(stream.pages, "close", None)
-        if close:
-            close()
     return stats
 
 
-def sync_container(source: Source, store: Store, container: str, full: bool = False) -> SyncStats:
+def sync_container(source: Source, store: Store, container: str, full: bool = False, prefetch: int = 2) -> SyncStats:
     """open_changes + commit_changes, for tests and scripts that do not need Dagster."""
-    return commit_changes(store, open_changes(source, store, container, full=full))
+    return commit_changes(store, open_changes(source, store, container, full=full), prefetch=prefetch)

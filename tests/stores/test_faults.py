@@ -47,8 +47,8 @@ def test_postgres_connection_killed_mid_sync(pg_dsn):
             admin.close()
 
     source = ListSource(FILES, page_size=100, between_pages=kill_connections)
-    with pytest.raises(StoreError) as caught:
-        sync_container(source, store, C)
+    with pytest.raises(StoreError) as caught:  # no prefetch: the kill lands right after page 2 commits
+        sync_container(source, store, C, prefetch=0)
     message = str(caught.value)
     assert message.startswith(f"postgres:127.0.0.1:5432/{dbname}: apply page of {ENDPOINT}/{C}: ")
     assert "connection" in message and "\n" not in message
@@ -78,8 +78,8 @@ def test_mongo_server_killed_mid_sync(mongo_server):
             mongo_server.kill()
 
     source = ListSource(FILES, page_size=100, between_pages=kill_server)
-    with pytest.raises(StoreError) as caught:
-        sync_container(source, store, C)
+    with pytest.raises(StoreError) as caught:  # no prefetch: the kill lands right after page 2 commits
+        sync_container(source, store, C, prefetch=0)
     message = str(caught.value)
     assert message.startswith(f"mongo:127.0.0.1:{mongo_server.port}/inventory: apply page of {ENDPOINT}/{C}: ")
     assert "\n" not in message
