@@ -7,7 +7,16 @@ The model is a state machine per drive: every item carries a change sequence num
 encodes a sequence number and a delta call returns the items changed after it, in sequence order
 (so an item changed during paging shows up again later, as on the real service). A drive can be
 generated lazily: item k of the initial N is computed from k on demand, only changed items are held
-in memory, so a million-item drive costs no more than a small one.
+in memory, so a million-item drive costs no more than a small one. Untouched generated items are
+rendered straight to JSON text from a template (cheap guids, cached folder paths), so the fake serves
+a million-item drive faster than a client can parse it.
+
+For benchmarks it runs in a process of its own, so its CPU does not compete with the client's GIL:
+
+    python -m tests.fakes.graph --items 1000000 --port 0
+
+prints one JSON line (base_url, graph_url, authority_host, ca_path, drive_id, site_url, tenant,
+client_id, client_secret, ...) and serves until killed; GET /_fake/counts answers its request counters.
 
 Faults: fail N requests (429/503/500, with or without Retry-After), expire delta tokens (410),
 repeat an item across pages, shuffle items within a page, revoke access tokens after N requests.
@@ -15,11 +24,16 @@ repeat an item across pages, shuffle items within a page, revoke access tokens a
 
 from __future__ import annotations
 
+import argparse
 import base64
+import functools
 import hashlib
 import json
 import random
+import signal
 import ssl
+import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -46,6 +60,23 @@ DRIVE_ITEM_FIELDS: dict[str, type | tuple[type, ...]] = {
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_EPOCH_DAYS: dict[int, str] = {}
+
+
+def iso_after_epoch(seconds: int) -> str:
+    """iso(EPOCH + timedelta(seconds=seconds)) without datetime arithmetic (the fake's hot path)."""
+    days, rest = divmod(seconds, 86400)
+    day = _EPOCH_DAYS.get(days)
+    if day is None:
+        day = _EPOCH_DAYS[days] = (EPOCH + timedelta(days=days)).strftime("%Y-%m-%d")
+    hours, rest = divmod(rest, 3600)
+    return f"{day}T{hours:02d}:{rest // 60:02d}:{rest % 60:02d}Z"
+
+
+class RawJSON(str):
+    """A response body that is already JSON text; the handler sends it as it is."""
 
 
 def validate_drive_item(item: dict[str, Any]) -> list[str]:
@@ -116,6 +147,10 @@ class FakeDrive:
         self.repeat_across_pages = 0  # this many next pages start with the previous page's last item
         self.shuffle_pages = False
         self.new_ids = 0
+        self._paths: dict[str, tuple[str, str]] = {}  # folder id -> (path, quoted path); cleared on every change
+        # guids: a per-drive prefix (one hash per drive) and the item's number, formatted, not hashed
+        self._guid_prefix = str(uuid.uuid5(uuid.NAMESPACE_URL, drive_id)).upper()[:18]
+        self._drive_ref_json = json.dumps({"driveType": "documentLibrary", "driveId": drive_id})[:-1]
 
     # -- item state -------------------------------------------------------------------------------
     @property
@@ -165,12 +200,23 @@ class FakeDrive:
         yield from list(self.silent.values())
 
     def path(self, item_id: str) -> str:
-        parts: list[str] = []
+        return self._path_pair(item_id)[0]
+
+    def _path_pair(self, item_id: str | None) -> tuple[str, str]:
+        """(path, URL-quoted path) of an item; folders' are cached until the next change."""
+        cached = self._paths.get(item_id) if item_id is not None else ("", "")
+        if cached is not None:
+            return cached
         state = self.state(item_id)
-        while state is not None and state["kind"] != "root":
-            parts.append(state["name"])
-            state = self.state(state["parent"])
-        return "/".join(reversed(parts))
+        if state is None or state["kind"] == "root":
+            pair = ("", "")
+        else:
+            parent, quoted_parent = self._path_pair(state["parent"])
+            name = state["name"]
+            pair = (f"{parent}/{name}", f"{quoted_parent}/{quote(name)}") if parent else (name, quote(name))
+        if state is None or state["kind"] != "file":  # files are many and asked for once each
+            self._paths[item_id] = pair
+        return pair
 
     def children(self, folder_id: str) -> list[str]:
         return [s["id"] for s in self.states() if s["parent"] == folder_id and not s["deleted"]]
@@ -221,6 +267,7 @@ class FakeDrive:
     # -- mutations (each gives the item a new sequence number) ----------------------------------------
     def _touch(self, state: dict[str, Any], **changes: Any) -> dict[str, Any]:
         state = dict(state, **changes)
+        self._paths.clear()
         self.seq += 1
         state["seq"] = self.seq
         state["modified"] = self.seq
@@ -274,6 +321,7 @@ class FakeDrive:
                     self._touch(s, deleted=True)
                 else:  # gone, but only the folder shows in the delta
                     self.silent[child] = dict(s, deleted=True)
+            self._paths.clear()
 
     def restore(self, item_id: str) -> None:
         """Bring an item back from the recycle bin, with everything that was under it."""
@@ -290,6 +338,13 @@ class FakeDrive:
 
     # -- wire format --------------------------------------------------------------------------------
     def _guid(self, item_id: str) -> str:
+        """A stable GUID per item: the drive's prefix, then the item's number (0 for base items, 1 for new)."""
+        k = self._base_index(item_id)
+        if k is not None:
+            return f"{self._guid_prefix}-8000-{k:012X}"
+        tail = item_id[len(self.tag) + 2:]
+        if tail[:1] == "N" and tail[1:].isdigit():
+            return f"{self._guid_prefix}-8001-{int(tail[1:]):012X}"
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.id}/{item_id}")).upper()
 
     def _ctag(self, s: dict[str, Any]) -> str:
@@ -305,13 +360,13 @@ class FakeDrive:
             item = {"id": s["id"], "deleted": {"state": "deleted"}, "parentReference": dict(ref, id=s["parent"] or "")}
             item["folder" if s["kind"] == "folder" else "file"] = {} if s["kind"] == "file" else {"childCount": 0}
             return item
-        path = self.path(s["id"])
+        path, quoted = self._path_pair(s["id"])
         item = {
             "id": s["id"], "name": s["name"],
             "eTag": f'"{{{self._guid(s["id"])}}},{s["version"]}"', "cTag": self._ctag(s),
-            "createdDateTime": iso(EPOCH + timedelta(seconds=s["created"])),
-            "lastModifiedDateTime": iso(EPOCH + timedelta(seconds=s["modified"])),
-            "webUrl": self.web_url(path), "size": s["size"],
+            "createdDateTime": iso_after_epoch(s["created"]),
+            "lastModifiedDateTime": iso_after_epoch(s["modified"]),
+            "webUrl": self._web_url_quoted(quoted), "size": s["size"],
         }
         if s["kind"] == "root":
             item["root"] = {}
@@ -325,9 +380,45 @@ class FakeDrive:
         if s["kind"] == "folder":
             item["folder"] = {"childCount": 10 if s["id"] in self.changed or s["parent"] else 0}
         else:
-            digest = hashlib.sha1(f"{s['id']}:{s['content']}".encode()).digest()[:20]
-            item["file"] = {"mimeType": s["mime"], "hashes": {"quickXorHash": base64.b64encode(digest).decode()}}
+            item["file"] = {"mimeType": s["mime"], "hashes": {"quickXorHash": self._content_hash(s["id"], s["content"])}}
         return item
+
+    @staticmethod
+    def _content_hash(item_id: str, content: int) -> str:
+        return base64.b64encode(hashlib.sha1(f"{item_id}:{content}".encode()).digest()).decode()
+
+    def _web_url_quoted(self, quoted_path: str) -> str:
+        base = self.site.web_url if self.site else f"https://{self.graph.sharepoint_host}/personal/{self.tag}"
+        return f"{base}/{quote(self.name)}" + (f"/{quoted_path}" if quoted_path else "")
+
+    def base_item_text(self, k: int) -> str:
+        """json.dumps(item_json(state of untouched base item k)) for k >= 1, from a template: the hot path of
+        a fresh enumeration (tests/fakes/test_graph.py checks that both agree)."""
+        guid = f"{self._guid_prefix}-8000-{k:012X}"
+        moment = iso_after_epoch(k)
+        item_id = f"01{self.tag}{k:010d}"
+        if k <= self.n_folders:
+            name = f"folder-{k}"
+            parent_id = f"01{self.tag}{(k - 1) // 10:010d}"
+            size = 0
+            facet = '"folder": {"childCount": 10}'
+        else:
+            i = k - self.n_folders - 1
+            parent_id = f"01{self.tag}{i % (self.n_folders + 1):010d}"
+            ext, mime = EXTENSIONS[i % len(EXTENSIONS)]
+            name = f"file-{i}.{ext}"
+            size = (k * 7919) % 1_000_003
+            facet = f'"file": {{"mimeType": "{mime}", "hashes": {{"quickXorHash": "{self._content_hash(item_id, 1)}"}}}}'
+        quoted_parent = self._path_pair(parent_id)[1]
+        url = self._web_url_json + (f"/{quoted_parent}/{name}" if quoted_parent else f"/{name}")
+        return (f'{{"id": "{item_id}", "name": "{name}", "eTag": "\\"{{{guid}}},1\\"", '
+                f'"cTag": "\\"c:{{{guid}}},1\\"", "createdDateTime": "{moment}", "lastModifiedDateTime": "{moment}", '
+                f'"webUrl": "{url}", "size": {size}, "parentReference": {self._drive_ref_json}, "id": "{parent_id}"}}, '
+                f'{facet}}}')
+
+    @functools.cached_property
+    def _web_url_json(self) -> str:
+        return json.dumps(self._web_url_quoted(""))[1:-1]
 
     def drive_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "driveType": "documentLibrary" if self.site else "business",
@@ -337,15 +428,30 @@ class FakeDrive:
     def delta_page(self, since: int, after: int, top: int) -> tuple[list[dict[str, Any]], int, bool]:
         """Items with sequence > after (and > since), at most `top`; a fresh enumeration (since == 0)
         leaves out deleted items. Returns (items, last sequence examined, reached the end)."""
-        out: list[dict[str, Any]] = []
+        out, last, done = self._delta_states(since, after, top)
+        return [self.item_json(self._base_state(s) if isinstance(s, int) else s) for s in out], last, done
+
+    def delta_page_text(self, since: int, after: int, top: int) -> tuple[list[str], int, bool]:
+        """delta_page with each item already JSON text (untouched base items from the template)."""
+        out, last, done = self._delta_states(since, after, top)
+        return [self.base_item_text(s) if isinstance(s, int) and s > 0 else
+                json.dumps(self.item_json(self._base_state(s) if isinstance(s, int) else s)) for s in out], last, done
+
+    def _delta_states(self, since: int, after: int, top: int) -> tuple[list[dict[str, Any] | int], int, bool]:
+        """delta_page's items as states, or as k for an untouched base item k (rendered later, cheaply)."""
+        out: list[dict[str, Any] | int] = []
         last = after
         k = after  # base item k has sequence k + 1
+        untouched = not self.changed and not self.silent
         while k < self.generated and len(out) < top:
+            if untouched and k >= since:
+                stop = min(self.generated, k + top - len(out))
+                out.extend(range(k, stop))
+                k = last = stop
+                continue
             item_id = self._base_id(k)
-            if item_id not in self.changed and item_id not in self.silent:
-                s = self._base_state(k)
-                if s["seq"] > since:
-                    out.append(s)
+            if item_id not in self.changed and item_id not in self.silent and k + 1 > since:
+                out.append(k)
             last = k + 1
             k += 1
         if len(out) < top:
@@ -363,8 +469,8 @@ class FakeDrive:
                 last = max(last, self.seq)
         done = len(out) < top or last >= self.seq
         if since == 0:
-            out = [s for s in out if not s["deleted"]]
-        return [self.item_json(s) for s in out], last, done
+            out = [s for s in out if isinstance(s, int) or not s["deleted"]]
+        return out, last, done
 
 
 @dataclass
@@ -385,7 +491,7 @@ class FakeGraph:
 
     def __init__(self, tenant: str = "contoso-tenant", client_id: str = "app-client-id",
                  client_secret: str = "s3cr3t-Value~fake", sharepoint_host: str = "contoso.sharepoint.com",
-                 token_lifetime_s: int = 3599, tls: FakeTLS | None = None, log_size: int = 10000):
+                 token_lifetime_s: int = 3599, tls: FakeTLS | None = None, log_size: int = 10000, port: int = 0):
         self.tenant, self.client_id, self.client_secret = tenant, client_id, client_secret
         self.sharepoint_host = sharepoint_host
         self.token_lifetime_s = token_lifetime_s
@@ -402,6 +508,7 @@ class FakeGraph:
         self.counts: Counter[str] = Counter()  # route -> requests
         self.server: ThreadingHTTPServer | None = None
         self._drive_tags = 0
+        self.port = port
 
     # -- set-up -------------------------------------------------------------------------------------
     def _tag(self) -> str:
@@ -460,7 +567,7 @@ class FakeGraph:
         class Handler(_Handler):
             graph = fake
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.server.socket = self.tls.server_context.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, name="fake-graph", daemon=True).start()
@@ -493,6 +600,9 @@ class FakeGraph:
         parts = urlsplit(raw_path)
         path = unquote(parts.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        if path == "/_fake/counts":  # for a benchmark driving the fake in another process; not counted itself
+            with self.lock:
+                return 200, {}, {"counts": dict(self.counts), "requests": sum(self.counts.values())}
         self.requests.append((method, raw_path))
         if not path.startswith("/v1.0/"):
             return self._identity(method, path, body)
@@ -623,20 +733,22 @@ class FakeGraph:
                 after = since
                 top = int(query.get("$top", top_in_token))  # a delta link keeps the page size it was made with
         with self.lock:
-            items, last, done = drive.delta_page(since, after, top)
+            items, last, done = drive.delta_page_text(since, after, top)
             if drive.shuffle_pages:
                 random.Random(last).shuffle(items)
-            body: dict[str, Any] = {"@odata.context": f"{self.graph_url}/$metadata#Collection(driveItem)", "value": items}
             if done:
                 token = base64.urlsafe_b64encode(f"{drive.token_epoch}.{drive.seq}.{drive.seq}.{top}".encode()).decode()
-                body["@odata.deltaLink"] = f"{link}?token={token}"
+                follow = ("@odata.deltaLink", f"{link}?token={token}")
             else:
                 resume = last - 1 if drive.repeat_across_pages > 0 and top > 1 else last
                 if resume != last:
                     drive.repeat_across_pages -= 1
                 token = base64.urlsafe_b64encode(f"{drive.token_epoch}.{since}.{resume}.{top}".encode()).decode()
-                body["@odata.nextLink"] = f"{link}?$top={top}&$skiptoken={token}"
-        return 200, {}, body
+                follow = ("@odata.nextLink", f"{link}?$top={top}&$skiptoken={token}")
+        # what json.dumps({"@odata.context": ..., "value": [...], follow[0]: follow[1]}) gives, items pre-rendered
+        context = json.dumps(f"{self.graph_url}/$metadata#Collection(driveItem)")
+        return 200, {}, RawJSON(f'{{"@odata.context": {context}, "value": [{", ".join(items)}], '
+                                f'{json.dumps(follow[0])}: {json.dumps(follow[1])}}}')
 
 
 def _graph_error(code: str, message: str) -> dict[str, Any]:
@@ -668,7 +780,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, extra, payload = self.graph.handle(method, self.path, headers, body)
         except Exception as exc:  # a bug in the fake: answer 500 so the test sees it
             status, extra, payload = 500, {}, _graph_error("fakeBug", f"{type(exc).__name__}: {exc}")
-        data = json.dumps(payload).encode()
+        data = payload.encode() if isinstance(payload, RawJSON) else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; odata.metadata=minimal")
         self.send_header("Content-Length", str(len(data)))
@@ -682,3 +794,34 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._serve("POST")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve one generated library until killed; the connection details go to stdout as one JSON line."""
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.graph", description=main.__doc__)
+    parser.add_argument("--items", type=int, default=100_000, help="items in the library, root and folders included")
+    parser.add_argument("--folders-every", type=int, default=50, help="one folder per this many items")
+    parser.add_argument("--library", default="Documents")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so the certificate directory is removed
+    with tempfile.TemporaryDirectory(prefix="fake-graph-") as tmp:
+        graph = FakeGraph(tls=make_tls(tmp), port=args.port)
+        site = graph.add_site("sites/eng", "Engineering")
+        drive = graph.add_drive(site, args.library, items=args.items, folders_every=args.folders_every)
+        with graph:
+            print(json.dumps({
+                "base_url": graph.base_url, "graph_url": graph.graph_url, "authority_host": graph.authority_host,
+                "ca_path": graph.tls.ca_path, "tenant": graph.tenant, "client_id": graph.client_id,
+                "client_secret": graph.client_secret, "sharepoint_host": graph.sharepoint_host,
+                "site_url": site.web_url, "drive_id": drive.id, "library": drive.name, "items": drive.generated,
+                "folders": drive.n_folders, "files": drive.generated - 1 - drive.n_folders,
+                "counts_url": f"{graph.base_url}/_fake/counts"}), flush=True)
+            try:
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                pass
+
+
+if __name__ == "__main__":
+    main()
