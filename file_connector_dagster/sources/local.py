@@ -30,7 +30,7 @@ class LocalDetails(BaseModel):
     containers: Literal["roots", "subfolders"] = "roots"  # a partition per root, or per first-level subfolder
     include: list[str] = Field(default_factory=list)  # globs on the path inside the container
     exclude: list[str] = Field(default_factory=list)
-    hash: bool = False  # sha256 of each new or changed file's content
+    hash: bool = False  # sha256 of every file, read in full on every sync (costly on large shares)
     page_size: int = Field(default=1000, ge=1, le=100000)
 
     @field_validator("roots", mode="before")
