@@ -162,8 +162,10 @@ class Store(ABC):
             seen.setdefault((log.endpoint, log.container), log)
         return sorted(seen.values(), key=lambda log: (log.endpoint, log.container))
 
+    @abstractmethod
     def count_files(self, endpoint: str, container: str | None = None, include_deleted: bool = False) -> int:
-        return sum(len(page) for page in self.iter_files(endpoint, container, include_deleted=include_deleted))
+        """Returns:
+        How many files (live only, unless include_deleted) the endpoint or container holds; one query."""
 
     def close(self) -> None:
         """Release connections."""

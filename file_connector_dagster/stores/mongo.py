@@ -375,6 +375,15 @@ class MongoStore(Store):
             yield [_record(d) for d in docs]
             after = (docs[-1]["updated_at"], docs[-1]["external_id"])
 
+    def count_files(self, endpoint: str, container: str | None = None, include_deleted: bool = False) -> int:
+        query: dict[str, Any] = {"endpoint": endpoint}
+        if container is not None:
+            query["container"] = container
+        if not include_deleted:
+            query["deleted_at"] = None
+        with self._errors(f"count files of {endpoint}"):
+            return self.db.files.count_documents(query)
+
     def apply_processing(self, endpoint: str, container: str, records: list[FileRecord]) -> None:
         if not records:
             return

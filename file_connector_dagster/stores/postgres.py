@@ -390,6 +390,13 @@ class PostgresStore(Store):
             yield [_record(r) for r in rows]
             after = (rows[-1]["updated_at"], rows[-1]["external_id"])
 
+    def count_files(self, endpoint: str, container: str | None = None, include_deleted: bool = False) -> int:
+        sql = "SELECT count(*) AS n FROM files WHERE endpoint = %s" + (" AND container = %s" if container is not None else "")
+        sql += "" if include_deleted else " AND deleted_at IS NULL"
+        with self._tx(f"count files of {endpoint}") as cur:
+            cur.execute(sql, (endpoint,) + ((container,) if container is not None else ()))
+            return int(cur.fetchone()["n"])
+
     def apply_processing(self, endpoint: str, container: str, records: list[FileRecord]) -> None:
         if not records:
             return

@@ -296,6 +296,11 @@ class SQLiteStore(Store):
             yield [_row_to_record(r) for r in rows]
             after = (rows[-1]["updated_at"], rows[-1]["external_id"])
 
+    def count_files(self, endpoint: str, container: str | None = None, include_deleted: bool = False) -> int:
+        sql = "SELECT count(*) FROM files WHERE endpoint=?" + (" AND container=?" if container is not None else "")
+        sql += "" if include_deleted else " AND deleted_at IS NULL"
+        return self.conn.execute(sql, (endpoint,) + ((container,) if container is not None else ())).fetchone()[0]
+
     def apply_processing(self, endpoint: str, container: str, records: list[FileRecord]) -> None:
         if not records:
             return
