@@ -25,14 +25,13 @@ import json
 import os
 import queue
 import resource
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -264,18 +263,6 @@ def source(info: dict[str, Any], page_size: int) -> SharePointSource:
     return SharePointSource(ENDPOINT, details)
 
 
-def count_live(store: Any, container: str) -> int:
-    """Live files in the store, counted by the database: Store.count_files pages through iter_files, whose keyset
-    query re-reads the whole container for every page in PostgreSQL (minutes for a million files)."""
-    sql = "SELECT count(*) FROM files WHERE endpoint = %s AND container = %s AND deleted_at IS NULL"
-    if isinstance(store, PostgresStore):
-        with psycopg2.connect(store.dsn) as conn, conn.cursor() as cur:
-            cur.execute(sql, (ENDPOINT, container))
-            return cur.fetchone()[0]
-    with closing(sqlite3.connect(store.path)) as db:  # the same query shape in SQLite
-        return db.execute(sql.replace("%s", "?"), (ENDPOINT, container)).fetchone()[0]
-
-
 def ours(results: dict[str, list[dict[str, Any]]], label: str, store: Any, fake: Fake, page_size: int) -> None:
     info = fake.info
     sharepoint = source(info, page_size)
@@ -283,7 +270,7 @@ def ours(results: dict[str, list[dict[str, Any]]], label: str, store: Any, fake:
         stats = sync_container(sharepoint, store, info["drive_id"])
         row["items"] = stats.listed
     sharepoint.close()
-    stored = count_live(store, info["drive_id"])
+    stored = store.count_files(ENDPOINT, info["drive_id"])
     assert stored == info["files"], f"{label} holds {stored} files, the library {info['files']}"
     sharepoint = source(info, page_size)
     with measured(results, f"(c) no-change re-sync -> {label}", fake) as row:
