@@ -226,7 +226,8 @@ def test_cli_health_validate_and_migrate(workdir, capsys):
     assert cli_main(["validate", "--config", config]) == 0
     assert "OK, 1 endpoints (1 active), store sqlite" in capsys.readouterr().out
     assert cli_main(["migrate", "--config", config]) == 0
-    assert "schema at version 2" in capsys.readouterr().out
+    from file_connector_dagster.stores.migrations import LATEST_VERSION
+    assert f"schema at version {LATEST_VERSION}" in capsys.readouterr().out
     assert cli_main(["health", "--config", config]) == 0
     out = capsys.readouterr().out
     assert "store sqlite:" in out and "endpoint team-share: ok" in out

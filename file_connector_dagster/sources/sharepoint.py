@@ -115,6 +115,10 @@ def _time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
+        return datetime.fromisoformat(value)  # Python 3.11 reads Graph's "2024-05-01T10:00:00Z" as it is
+    except ValueError:
+        pass
+    try:  # more than 6 fractional digits ("...00.1234567Z")
         return datetime.fromisoformat(_FRACTION.sub(r"\1", value.replace("Z", "+00:00")))
     except ValueError:
         return None
@@ -177,7 +181,7 @@ class FolderTree:
 
     def __init__(self, folders: Mapping[str, Folder]):
         self.nodes: dict[str, tuple[str | None, str]] = {f.folder_id: (f.parent_id, f.name) for f in folders.values()}
-        self._paths: dict[str, str | None] = {}
+        self._paths: dict[str, str] = {}
 
     def __contains__(self, folder_id: str) -> bool:
         return folder_id in self.nodes
@@ -191,8 +195,7 @@ class FolderTree:
         parts, current, seen = [], folder_id, set()
         while True:
             if current not in self.nodes or current in seen:
-                self._paths[folder_id] = None
-                return None
+                return None  # not cached: a folder added later may complete the chain
             seen.add(current)
             parent, name = self.nodes[current]
             if parent is None:
@@ -209,8 +212,7 @@ class FolderTree:
             return False
         if folder_id in self.nodes:
             self._paths.clear()  # every path below it may change
-        else:
-            self._paths = {k: v for k, v in self._paths.items() if v is not None}
+        # a new folder changes no cached path (only complete chains are cached)
         self.nodes[folder_id] = (parent_id, name)
         return True
 

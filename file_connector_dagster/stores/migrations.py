@@ -118,6 +118,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         postgres=("ALTER TABLE sync_state ADD COLUMN running_sync TEXT, ADD COLUMN lease_owner TEXT, "
                   "ADD COLUMN lease_until TIMESTAMPTZ",),
     ),
+    Migration(
+        3,
+        "index for reading a container's changes in updated_at order (iter_files keyset pages)",
+        sqlite=("CREATE INDEX files_container_updated ON files (endpoint, container, updated_at, external_id)",),
+        postgres=("CREATE INDEX files_container_updated ON files (endpoint, container, updated_at, external_id)",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

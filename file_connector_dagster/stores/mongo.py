@@ -21,11 +21,12 @@ from pymongo.client_session import ClientSession
 
 from ..errors import StoreError
 from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats, utcnow
+from .migrations import LATEST_VERSION
 from .base import (
     FILE_COLUMNS, INTERRUPTED, SYNC_LEASE, Store, is_unchanged, lease_held_error, lease_is_live, lease_owner,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = LATEST_VERSION  # same numbering as the SQL stores; every version re-ensures the indexes below
 _COUNT_FIELDS = ("listed", "added", "updated", "unchanged", "deleted", "errors", "pages", "api_calls")
 # Ids per $in list. Real mongod takes thousands happily; the test server's $in cost grows with the list
 # squared, and 200 keeps both fast.
@@ -36,6 +37,8 @@ _INDEXES: tuple[tuple[str, list[tuple[str, int]], dict[str, Any]], ...] = (
     ("files", [("endpoint", ASCENDING), ("external_id", ASCENDING)], {"unique": True, "name": "files_endpoint_external_id"}),
     ("files", [("endpoint", ASCENDING), ("updated_at", DESCENDING)], {"name": "files_endpoint_updated"}),
     ("files", [("endpoint", ASCENDING), ("container", ASCENDING), ("path", ASCENDING)], {"name": "files_container_path"}),
+    ("files", [("endpoint", ASCENDING), ("container", ASCENDING), ("updated_at", ASCENDING), ("external_id", ASCENDING)],
+     {"name": "files_container_updated"}),
     ("files", [("project_id", ASCENDING)], {"name": "files_project"}),
     ("files", [("date_updated", DESCENDING)], {"name": "files_date_updated"}),
     ("endpoints", [("name", ASCENDING)], {"unique": True, "name": "endpoints_name"}),

@@ -9,6 +9,7 @@ import pytest
 
 from file_connector_dagster.errors import StoreError
 from file_connector_dagster.records import ChangePage, PageStats
+from file_connector_dagster.stores.migrations import LATEST_VERSION
 from file_connector_dagster.stores.mongo import MongoStore
 
 from ..servers import MongoServer, drop_mongo_database, mongo_database_name
@@ -24,7 +25,7 @@ def mongo_db(mongo_uri):
 
 def test_collections_and_indexes(mongo_uri, mongo_db):
     with MongoStore(mongo_uri, mongo_db) as store:
-        assert store.migrate() == store.migrate() == 1
+        assert store.migrate() == store.migrate() == LATEST_VERSION
     with pymongo.MongoClient(mongo_uri) as client:
         db = client[mongo_db]
         assert {"files", "endpoints", "sync_state", "sync_logs", "folders", "listing_seen", "schema_version"} <= set(
@@ -34,6 +35,8 @@ def test_collections_and_indexes(mongo_uri, mongo_db):
         assert keys["files_endpoint_updated"][0] == [("endpoint", 1), ("updated_at", -1)]
         assert keys["files_project"][0] == [("project_id", 1)]
         assert keys["files_date_updated"][0] == [("date_updated", -1)]
+        assert keys["files_container_updated"][0] == [("endpoint", 1), ("container", 1), ("updated_at", 1),
+                                                      ("external_id", 1)]
         logs = {name: info["key"] for name, info in db.sync_logs.index_information().items()}
         assert logs["sync_logs_endpoint_started"] == [("endpoint", 1), ("started", -1)]
         assert logs["sync_logs_status"] == [("status", 1)]
