@@ -124,6 +124,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=("CREATE INDEX files_container_updated ON files (endpoint, container, updated_at, external_id)",),
         postgres=("CREATE INDEX files_container_updated ON files (endpoint, container, updated_at, external_id)",),
     ),
+    Migration(
+        4,
+        "sync_state.listing_fresh: a full listing that began on an empty container needs no sweep",
+        sqlite=("ALTER TABLE sync_state ADD COLUMN listing_fresh BOOLEAN NOT NULL DEFAULT FALSE",),
+        postgres=("ALTER TABLE sync_state ADD COLUMN listing_fresh BOOLEAN NOT NULL DEFAULT FALSE",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

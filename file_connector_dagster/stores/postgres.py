@@ -138,6 +138,7 @@ class PostgresStore(Store):
         self.connect_timeout = connect_timeout
         self._conn: psycopg2.extensions.connection | None = None
         self._lock = threading.RLock()  # one connection: calls from several threads take turns
+        self._fresh: dict[tuple[str, str], bool] = {}  # see _fresh_listing
         self._connection("connect")
 
     # -- connection and transactions ------------------------------------------------------------
@@ -300,8 +301,10 @@ class PostgresStore(Store):
                 cur.execute("UPDATE files SET deleted_at = %(now)s, updated_at = %(now)s WHERE endpoint = %(endpoint)s "
                             "AND deleted_at IS NULL AND external_id = ANY(%(ids)s)", {**scope, "ids": page.deletions})
                 stats.deleted += cur.rowcount
+            fresh = page.full_listing and self._fresh_listing(cur, page, scope)
+            self._fresh[(endpoint, container)] = fresh and not page.last
             if page.upserts:
-                self._upsert(cur, page.upserts, scope, stats)
+                self._upsert(cur, page.upserts, scope, stats, fresh)
             if page.folders:
                 psycopg2.extras.execute_values(
                     cur, "INSERT INTO folders (endpoint, container, folder_id, parent_id, name) VALUES %s "
@@ -313,21 +316,49 @@ class PostgresStore(Store):
                 cur.execute("DELETE FROM folders WHERE endpoint = %(endpoint)s AND container = %(container)s "
                             "AND folder_id = ANY(%(ids)s)", {**scope, "ids": page.folder_deletions})
             if page.full_listing:
-                self._listing(cur, page, scope, stats)
+                self._listing(cur, page, scope, stats, fresh)
             cur.execute(
-                "INSERT INTO sync_state (endpoint, container, cursor, listing_in_progress, last_sync_at, updated_at) "
-                "VALUES (%(endpoint)s, %(container)s, %(cursor)s, %(in_progress)s, %(last_sync_at)s, %(now)s) "
+                "INSERT INTO sync_state (endpoint, container, cursor, listing_in_progress, listing_fresh, last_sync_at, "
+                "updated_at) VALUES (%(endpoint)s, %(container)s, %(cursor)s, %(in_progress)s, %(fresh)s, "
+                "%(last_sync_at)s, %(now)s) "
                 "ON CONFLICT (endpoint, container) DO UPDATE SET cursor = EXCLUDED.cursor, "
-                "listing_in_progress = EXCLUDED.listing_in_progress, "
+                "listing_in_progress = EXCLUDED.listing_in_progress, listing_fresh = EXCLUDED.listing_fresh, "
                 "last_sync_at = COALESCE(EXCLUDED.last_sync_at, sync_state.last_sync_at), updated_at = EXCLUDED.updated_at, "
                 "lease_until = CASE WHEN sync_state.running_sync IS NULL THEN NULL ELSE %(lease_until)s END",
                 {**scope, "cursor": page.cursor, "in_progress": page.full_listing and not page.last,
+                 "fresh": fresh and not page.last,
                  "last_sync_at": now if page.last else None, "lease_until": utcnow() + SYNC_LEASE})
         return stats
 
+    def _fresh_listing(self, cur: psycopg2.extensions.cursor, page: ChangePage, scope: dict[str, Any]) -> bool:
+        """Whether this full listing began on a container with no rows at all. Then every row it meets is
+        its own (new, or a replayed page's), so it skips the classify query and the listing_seen
+        bookkeeping: the sweep at its end could find nothing to tombstone. A first sync is such a listing.
+        Remembered per container for the following pages (the container's lease makes this store its
+        only writer), and in sync_state.listing_fresh for a run that resumes the listing."""
+        if not page.starts_listing and (scope["endpoint"], scope["container"]) in self._fresh:
+            return self._fresh[(scope["endpoint"], scope["container"])]
+        if page.starts_listing:
+            cur.execute("SELECT NOT EXISTS (SELECT 1 FROM files WHERE endpoint = %(endpoint)s "
+                        "AND container = %(container)s) AS fresh", scope)
+        else:
+            cur.execute("SELECT listing_fresh AS fresh FROM sync_state WHERE endpoint = %(endpoint)s "
+                        "AND container = %(container)s", scope)
+        row = cur.fetchone()
+        return bool(row and row["fresh"])
+
     @staticmethod
     def _upsert(cur: psycopg2.extensions.cursor, records: list[FileRecord], scope: dict[str, Any],
-                stats: PageStats) -> None:
+                stats: PageStats, fresh: bool = False) -> None:
+        if fresh:  # one COPY + one statement; a replayed page's rows come back as conflicts
+            cur.copy_expert("COPY page_files FROM STDIN", copy_rows(records))
+            cur.execute(_UPSERT_SQL + " RETURNING (xmax = 0) AS inserted", scope)
+            inserted = sum(1 for row in cur.fetchall() if row["inserted"])
+            written = cur.rowcount
+            stats.added += inserted
+            stats.updated += written - inserted
+            stats.unchanged += len(records) - written
+            return
         cur.execute(_CLASSIFY_SQL, {**scope, "ids": [r.external_id for r in records],
                                     "change_keys": [r.change_key for r in records],
                                     "paths": [r.path for r in records], "titles": [r.title for r in records]})
@@ -341,10 +372,13 @@ class PostgresStore(Store):
             cur.execute(_UPSERT_SQL, scope)
 
     @staticmethod
-    def _listing(cur: psycopg2.extensions.cursor, page: ChangePage, scope: dict[str, Any], stats: PageStats) -> None:
-        """listing_seen bookkeeping of a full listing, and its sweep at the end."""
+    def _listing(cur: psycopg2.extensions.cursor, page: ChangePage, scope: dict[str, Any], stats: PageStats,
+                 fresh: bool) -> None:
+        """listing_seen bookkeeping of a full listing, and its sweep at the end (none for a fresh listing)."""
         if page.starts_listing:
             cur.execute("DELETE FROM listing_seen WHERE endpoint = %(endpoint)s AND container = %(container)s", scope)
+        if fresh:
+            return
         if page.upserts:
             cur.execute("INSERT INTO listing_seen (endpoint, container, external_id) "
                         "SELECT %(endpoint)s, %(container)s, unnest(%(ids)s::text[]) ON CONFLICT DO NOTHING",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg2
 
-from file_connector_dagster.records import ChangePage
+from file_connector_dagster.records import ChangePage, PageStats
 from file_connector_dagster.stores.migrations import LATEST_VERSION
 from file_connector_dagster.stores.postgres import PostgresStore, _label
 
@@ -66,3 +66,29 @@ def test_awkward_values_survive_copy_and_unchanged_rows_keep_their_xmin(pg_dsn):
 def test_label_hides_the_password():
     assert _label("postgresql://app:s3cret@db.internal:6543/inventory") == "postgres:db.internal:6543/inventory"
     assert _label("host=db dbname=inv user=app password=s3cret") == "postgres:db:5432/inv"
+
+
+def test_first_listing_skips_bookkeeping_and_replays_count_right(pg_dsn):
+    """A full listing of an empty container writes pages in one statement and keeps no listing_seen rows;
+    a replayed page counts as unchanged; the next listing (not fresh) still finds deletions."""
+    with PostgresStore(pg_dsn) as store:
+        store.migrate()
+        pages = [[rec(n) for n in range(k * 100, k * 100 + 100)] for k in range(3)]
+
+        def listing_page(k: int, **flags) -> PageStats:
+            return store.apply_page(ENDPOINT, "lib", ChangePage(upserts=pages[k], cursor=str(k), full_listing=True,
+                                                                starts_listing=k == 0, last=k == 2, **flags))
+
+        assert listing_page(0).added == 100
+        assert _query(pg_dsn, "SELECT count(*) FROM listing_seen") == [(0,)]
+        assert _query(pg_dsn, "SELECT listing_fresh FROM sync_state") == [(True,)]
+        assert listing_page(1).added == 100
+        replay = listing_page(1)  # the run died after committing page 1 and replays it
+        assert (replay.added, replay.updated, replay.unchanged) == (0, 0, 100)
+        last = listing_page(2)
+        assert (last.added, last.deleted) == (100, 0)
+        assert _query(pg_dsn, "SELECT listing_fresh, listing_in_progress FROM sync_state") == [(False, False)]
+        pages[1] = pages[1][:50]  # 50 files gone before the next listing, which is not fresh
+        stats = [listing_page(k) for k in range(3)]
+        assert sum(s.unchanged for s in stats) == 250 and stats[-1].deleted == 50
+        assert store.count_files(ENDPOINT, "lib") == 250
