@@ -43,11 +43,11 @@ def open_changes(source: Source, store: Store, container: str, full: bool = Fals
     Args:
         full: forget the cursor and list everything again (deletions found by the listing's end).
     """
-    if full:
-        store.reset_cursor(source.endpoint, container)
-    state = store.sync_state(source.endpoint, container)
-    folders = store.folders(source.endpoint, container) if state.cursor else {}
-    return ChangeStream(source.endpoint, container, source.sync(container, state.cursor, folders))
+    # A full sync just starts without the cursor; the stored one stays until the listing's first page
+    # commits, so a full sync that fails early loses nothing.
+    cursor = None if full else store.sync_state(source.endpoint, container).cursor
+    folders = store.folders(source.endpoint, container) if cursor else {}
+    return ChangeStream(source.endpoint, container, source.sync(container, cursor, folders))
 
 
 def error_text(exc: BaseException) -> str:
