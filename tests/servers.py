@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sysconfig
 import time
 import uuid
 from pathlib import Path
@@ -26,7 +27,15 @@ MONGO_URI_ENV = "FILE_CONNECTOR_TEST_MONGO_URI"
 STORE_TYPES = ("sqlite", "postgres", "mongo")
 
 
+def script(name: str) -> str:
+    """A console script of this interpreter's environment, found without PATH (pyenv shims appear
+    only after a rehash, which `python -m pip install` does not run)."""
+    path = Path(sysconfig.get_path("scripts")) / name
+    return str(path) if path.exists() else (shutil.which(name) or name)
+
+
 # -- PostgreSQL -------------------------------------------------------------------------------------
+
 def _pg_admin():
     import psycopg2
 
@@ -102,8 +111,8 @@ class MongoServer:
         self.log = storage.parent / f"{storage.name}.log"
 
     def start(self, timeout: float = 60) -> "MongoServer":
-        exe = shutil.which("secantusd-py")
-        if exe is None:
+        exe = script("secantusd-py")
+        if not Path(exe).exists():
             pytest.fail("secantusd-py not found: pip install 'secantusdb==0.7.0b3' (or set "
                         f"{MONGO_URI_ENV} to a real mongod)")
         with open(self.log, "ab") as log:

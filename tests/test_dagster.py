@@ -20,6 +20,8 @@ from file_connector_dagster.cli import main as cli_main
 from file_connector_dagster.defs import build_definitions
 from file_connector_dagster.stores.sqlite import SQLiteStore
 
+from .servers import script
+
 CONFIG = """
 store: {type: sqlite, path: inv.db}
 endpoints:
@@ -198,7 +200,7 @@ def test_workspace_yaml_loads_as_dagster_dev_does(workdir):
     repo_root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "FILE_CONNECTOR_CONFIG": str(workdir / "connector.yaml"), "DAGSTER_HOME": str(workdir)}
     (workdir / "dagster.yaml").write_text((repo_root / "dagster.yaml").read_text())
-    proc = subprocess.run(["dagster", "definitions", "validate", "-w", "workspace.yaml"], cwd=repo_root, env=env,
+    proc = subprocess.run([script("dagster"), "definitions", "validate", "-w", "workspace.yaml"], cwd=repo_root, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Validation successful" in proc.stdout + proc.stderr

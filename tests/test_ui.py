@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from .servers import script
+
 REPO = Path(__file__).resolve().parent.parent
 
 QUERY = """
@@ -54,10 +56,10 @@ def home(tmp_path):
 
 def test_ui_shows_one_asset_per_endpoint_with_partitions_and_counts(home):
     env = {**os.environ, "DAGSTER_HOME": str(home), "FILE_CONNECTOR_CONFIG": str(home / "connector.yaml")}
-    sync = subprocess.run(["file-connector", "sync"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    sync = subprocess.run([script("file-connector"), "sync"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert sync.returncode == 0, sync.stderr
     port = free_port()
-    server = subprocess.Popen(["dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+    server = subprocess.Popen([script("dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
