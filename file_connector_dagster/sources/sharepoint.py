@@ -304,27 +304,25 @@ class SharePointSource(Source):
         assert match is not None  # validated by SharePointDetails
         host = match["host"].split(":")[0]
         url = f"{self.graph_url}/sites/{host}:/{quote(match['path'])}"
-        response = client.request("GET", url, params={"$select": "id,name,displayName,webUrl"}, ok_statuses=frozenset({404}))
+        return self._get_one(client, url, {"$select": "id,name,displayName,webUrl"},
+                             f"site_url: site {self.details.site_url} not found", f"GET /sites/{host}:/{match['path']}")
+
+    def _get_one(self, client: HttpClient, url: str, params: dict[str, str], missing: str, request: str) -> dict[str, Any]:
+        """GET one object; a 404 is a SourceError that names the field to fix (a retry cannot help)."""
+        response = client.request("GET", url, params=params, ok_statuses=frozenset({404}))
         if response.status_code == 404:
-            raise SourceError(f"{client.label}: site_url: site {self.details.site_url} not found "
-                              f"(GET /sites/{host}:/{match['path']} answered 404)", retryable=False)
+            raise SourceError(f"{client.label}: {missing} ({request} answered 404)", retryable=False)
         return response.json()
 
     def _drives(self, client: HttpClient) -> list[dict[str, Any]]:
         d = self.details
         select = {"$select": "id,name,webUrl,driveType"}
         if d.drive_id:
-            response = client.request("GET", f"{self.graph_url}/drives/{quote(d.drive_id)}", params=select,
-                                      ok_statuses=frozenset({404}))
-            if response.status_code == 404:
-                raise SourceError(f"{client.label}: drive_id: drive {d.drive_id!r} not found (GET /drives/{{id}} answered 404)", retryable=False)
-            return [response.json()]
+            return [self._get_one(client, f"{self.graph_url}/drives/{quote(d.drive_id)}", select,
+                                  f"drive_id: drive {d.drive_id!r} not found", "GET /drives/{id}")]
         if d.user:
-            response = client.request("GET", f"{self.graph_url}/users/{quote(d.user)}/drive", params=select,
-                                      ok_statuses=frozenset({404}))
-            if response.status_code == 404:
-                raise SourceError(f"{client.label}: user: no OneDrive for user {d.user!r} (GET /users/{{user}}/drive answered 404)", retryable=False)
-            return [response.json()]
+            return [self._get_one(client, f"{self.graph_url}/users/{quote(d.user)}/drive", select,
+                                  f"user: no OneDrive for user {d.user!r}", "GET /users/{user}/drive")]
         site = self._site(client)
         drives: list[dict[str, Any]] = []
         url: str | None = f"{self.graph_url}/sites/{site['id']}/drives"
