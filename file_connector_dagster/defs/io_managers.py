@@ -3,7 +3,6 @@ page, and report the counts they saw as materialization metadata."""
 
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Iterator
 
 from dagster import ConfigurableIOManager, Failure, InputContext, MetadataValue, OutputContext
@@ -92,7 +91,6 @@ class FilesIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: ProcessedPages) -> None:
         store = self.connector.store()
         counts = {"processed": 0, "excluded": 0, "deleted": 0, "processing_errors": 0}
-        latest: datetime | None = None
         try:
             for page in obj.pages:
                 store.apply_processing(obj.endpoint, obj.container, page)
@@ -100,11 +98,10 @@ class FilesIOManager(ConfigurableIOManager):
                 counts["excluded"] += sum(1 for r in page if r.excluded_by)
                 counts["deleted"] += sum(1 for r in page if r.deleted_at)
                 counts["processing_errors"] += sum(1 for r in page if r.processing_errors)
-                latest = max([latest, *(r.updated_at for r in page if r.updated_at)], default=None,
-                             key=lambda d: d.timestamp() if d else 0)
             metadata: dict = {k: MetadataValue.int(v) for k, v in counts.items()}
-            if latest:
-                metadata["processed_until"] = MetadataValue.text(latest.isoformat())
+            processed_until = store.sync_state(obj.endpoint, obj.container).processed_until
+            if processed_until:
+                metadata["processed_until"] = MetadataValue.text(processed_until.isoformat())
             metadata.update(_store_metadata(store))
             context.add_output_metadata(metadata)
         finally:
