@@ -212,7 +212,13 @@ def _nested(type_name: Any, details: Any, processors: list[Any]) -> tuple[Any, l
             problems.append(f"{where}: {exc}")
         return None
 
-    cls = check("type", lambda: source_class(str(type_name)))
+    from .sources.base import source_types
+
+    if not isinstance(type_name, str) or type_name not in source_types():  # the file's word is "type"; the registry says "source type"
+        problems.append(f"type: unknown type {type_name!r}; known types: {', '.join(sorted(source_types()))}")
+        cls = None
+    else:
+        cls = check("type", lambda: source_class(str(type_name)))
     if cls is not None and not isinstance(details, cls.Details):
         details = check("endpoint_details", lambda: cls.Details.model_validate(details or {}))
     for i, proc in enumerate(processors or []):
