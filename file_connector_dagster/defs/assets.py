@@ -62,16 +62,14 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
     def listing(context: AssetExecutionContext, config: ListingConfig, connector: FileConnectorResource) -> ChangeStream:
         try:
             source = connector.source(name)
-            store = connector.store()
+            with connector.store() as store:
+                register_endpoint(store, endpoint)
         except FileConnectorError as exc:
             if exc.retryable:
                 raise
             raise Failure(description=error_text(exc), allow_retries=False) from None
-        try:
-            register_endpoint(store, endpoint)
-            return open_changes(source, store, context.partition_key, full=config.full)
-        finally:
-            store.close()
+        # nothing is read yet: the IO manager takes the container's lease, then reads its cursor
+        return open_changes(source, context.partition_key, full=config.full)
 
     @asset(
         key=files_key(name),

@@ -77,6 +77,7 @@ class ListingsIOManager(ConfigurableIOManager):
             if stats.errors:
                 context.log.warning(f"{obj.endpoint}/{obj.container}: {stats.errors} files could not be listed")
         finally:
+            obj.source.close()
             store.close()
 
     def load_input(self, context: InputContext) -> ChangedFiles:  # upstream key: <endpoint>/listing
