@@ -2,11 +2,11 @@
 
 import shutil
 
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import DagsterInstance, materialize
 
 from file_connector_dagster.cli import main as cli_main
 from file_connector_dagster.defs import build_definitions
-from file_connector_dagster.defs.assets import partitions_for
+from file_connector_dagster.defs.assets import listing_key, partitions_for
 from file_connector_dagster.config import load_config
 from file_connector_dagster.stores.sqlite import SQLiteStore
 
@@ -84,7 +84,7 @@ def test_guard_settings_in_connector_yaml(tmp_path, capsys, monkeypatch):
 def test_dagster_run_config_allows_one_run(tmp_path):
     config = setup(tmp_path)
     defs = build_definitions(config)
-    listing = defs.resolve_assets_def(AssetKey(["listings", "archive"]))
+    listing = defs.resolve_assets_def(listing_key("archive"))
     instance = DagsterInstance.ephemeral()
     endpoint = load_config(config).endpoint("archive")
     instance.add_dynamic_partitions(partitions_for(endpoint).name, ["share"])
