@@ -173,6 +173,7 @@ class PluginsConfig(_Strict):
 
     directories: list[str] = Field(default_factory=list)  # searched for plugin classes; never the cwd
     use: list[PluginEntry] = Field(default_factory=list)
+    ui_url: str | None = None  # the Dagster UI's address, for run links in notifications
 
     @model_validator(mode="before")
     @classmethod

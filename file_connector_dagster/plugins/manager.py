@@ -170,3 +170,24 @@ class PluginManager:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def sync_event(store: Any, endpoint: str, container: str, event: str, *, since: Any = None,
+               error: str | None = None, run_id: str | None = None, run_url: str | None = None) -> SyncEvent:
+    """The event for a container's sync that just ended, with the counts its sync_logs row recorded.
+
+    Args:
+        since: ignore log rows that started before this (a run that failed before syncing has none).
+        error: the run's own error line, used when the sync left no log row.
+    """
+    log = next((row for row in store.sync_logs(endpoint, limit=1000) if row.container == container), None)
+    if log is not None and since is not None and log.started < since:
+        log = None
+    counts = {k: v for k, v in (log.counts if log else {}).items() if k in ("listed", "added", "updated", "deleted", "errors")}
+    duration = (log.finished - log.started).total_seconds() if log and log.finished else None
+    line = None
+    if event == "failure":
+        line = redact((error or (log.error if log else None) or "the run failed").strip().splitlines()[0])
+    return SyncEvent(event=event, endpoint=endpoint, container=container,  # type: ignore[arg-type]
+                     status="success" if event == "success" else "failed", counts=counts, duration_s=duration,
+                     error=line, run_id=run_id, run_url=run_url)
