@@ -5,7 +5,6 @@ a notification must not break a sync or the code location."""
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import importlib.util
 import inspect
 import sys
@@ -16,18 +15,20 @@ from typing import TYPE_CHECKING, Any, Callable
 from pydantic import ValidationError
 
 from ..config import redact
+from ..registry import Registry
 from .base import BasePlugin, SyncEvent
 
 if TYPE_CHECKING:
     from ..config import ConnectorConfig, PluginEntry
 
-_REGISTRY: dict[str, type[BasePlugin]] = {}
-ENTRY_POINT_GROUP = "file_connector.plugins"
+PLUGINS: Registry[type[BasePlugin]] = Registry(
+    "plugin type", "file_connector.plugins", BasePlugin,
+    builtins=("file_connector_dagster.plugins.email", "file_connector_dagster.plugins.webhook"))
 
 
 def register_plugin(type_name: str, cls: type[BasePlugin]) -> None:
     """Make `type: <type_name>` under `plugins:` in connector.yaml build `cls`."""
-    _REGISTRY[type_name] = cls
+    PLUGINS.register(type_name, cls)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -36,19 +37,13 @@ def _one_line(exc: BaseException) -> str:
 
 
 def plugin_types(directories: list[Path] = (), problems: list[str] | None = None) -> dict[str, type[BasePlugin]]:
-    """Built-ins, then the `file_connector.plugins` entry points, then plugin classes found in the given
-    directories (each *.py file; the working directory is never searched). Load failures go to problems."""
-    from . import email, webhook  # noqa: F401  (built-ins register themselves)
-
+    """Built-ins, `register_plugin` calls and the `file_connector.plugins` entry points, then plugin classes
+    found in the given directories (each *.py file; the working directory is never searched). Load failures
+    go to problems."""
     problems = problems if problems is not None else []
-    types = dict(_REGISTRY)
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in types:
-            continue
-        try:
-            types[ep.name] = ep.load()
-        except Exception as exc:
-            problems.append(f"plugin entry point {ep.name!r}: cannot load: {_one_line(exc)}")
+    types = PLUGINS.types()
+    for name, why in PLUGINS.broken().items():
+        problems.append(redact(f"plugin type {name!r}: {why}"))
     for directory in directories:
         if not directory.is_dir():
             problems.append(f"plugin directory {directory}: not a directory")

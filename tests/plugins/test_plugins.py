@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import socket
+import sys
 import textwrap
 import threading
 from email import message_from_bytes, policy
@@ -18,6 +19,7 @@ import pytest
 from file_connector_dagster.config import parse_config
 from file_connector_dagster.plugins import PluginManager, SyncEvent
 from tests.fakes.tls import make_tls
+from tests.test_registry import fresh_registry, install_plugin  # noqa: F401  (fixture)
 
 SECRET = "hook-s3cret-value"
 SMTP_PASSWORD = "smtp-pa55-value"
@@ -269,3 +271,35 @@ def test_plugin_that_raises_in_initialize_or_execute_is_skipped(tmp_path):
         outcome, = m.dispatch(event())
     assert m.problems == ["plugins[0] (bad-init): initialize failed: RuntimeError: cannot start"]
     assert outcome.detail == "plugin bad-run: failure for docs/contracts: ValueError: kaboom"
+
+
+ENTRY_POINT_PLUGIN = '''
+from file_connector_dagster.plugins import BasePlugin, PluginMetadata
+
+class Pager(BasePlugin):
+    type_name = "pager"
+    metadata = PluginMetadata("pager", "2.0", "pages the on-call", "ops team")
+    calls = []
+
+    def on_sync_failure(self, context):
+        Pager.calls.append(context.container)
+        return {"paged": 1}
+
+    def execute(self, context):
+        return {}
+'''
+
+
+def test_entry_point_plugin_and_broken_entry_point(tmp_path, monkeypatch, fresh_registry):
+    from file_connector_dagster.plugins.manager import PLUGINS
+
+    fresh_registry(PLUGINS)
+    install_plugin(tmp_path, monkeypatch, "fc_pager", ENTRY_POINT_PLUGIN,
+                   "[file_connector.plugins]\npager = fc_pager:Pager\nbroken = fc_no_such_module:Thing\n")
+    m = manager(tmp_path, [{"type": "pager", "on": ["failure"]}])
+    with m:
+        assert [o.detail for o in m.dispatch(event("failure"))] == ["paged=1"]
+        assert m.dispatch(event("success")) == []
+    assert sys.modules["fc_pager"].Pager.calls == ["contracts"]
+    assert m.plugins == [] and len(m.problems) == 1  # closed; the broken entry point is one problem
+    assert "plugin type 'broken': entry point 'fc_no_such_module:Thing'" in m.problems[0]
