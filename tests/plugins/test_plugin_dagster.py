@@ -9,6 +9,8 @@ import pytest
 from dagster import DagsterEventType, build_run_status_sensor_context, instance_for_test
 
 from file_connector_dagster.cli import main as cli_main
+from file_connector_dagster.config import load_config
+from file_connector_dagster.defs.triggers import job_name
 from file_connector_dagster.defs import build_definitions
 from file_connector_dagster.defs.resources import FileConnectorResource
 
@@ -46,13 +48,10 @@ def run_sensor(defs, name, instance, run, event_type, connector):
     return defs.resolve_sensor_def(name)(context)
 
 
-def test_success_and_failure_runs_notify_once_each(workdir, hook_server, monkeypatch):  # noqa: F811
-    from dagster import RetryPolicy
-
-    monkeypatch.setattr("file_connector_dagster.defs.triggers.SYNC_RETRY", RetryPolicy(max_retries=0))
-    defs = build_definitions(workdir / "connector.yaml")
+def test_success_and_failure_runs_notify_once_each(workdir, hook_server):  # noqa: F811
+    defs = build_definitions(workdir / "connector.yaml", retries=False)
     connector = FileConnectorResource(config_path=str(workdir / "connector.yaml"))
-    job = defs.resolve_job_def("sync_team_share")
+    job = defs.resolve_job_def(job_name(load_config(workdir / "connector.yaml").endpoint("team-share")))
     with instance_for_test() as instance:
         instance.add_dynamic_partitions("team_share_containers", ["alpha", "gone"])
         ok = job.execute_in_process(instance=instance, partition_key="alpha")
