@@ -318,13 +318,13 @@ def test_a_tree_deeper_than_the_recursion_limit(tmp_path, store):
         expected.add("/".join(["d"] * (level + 1) + ["f.txt"]))
     try:
         src = LocalSource("share", LocalDetails(roots=[str(root)], page_size=1))
-        stream = open_changes(src, store, "deep")
-        for n, page in enumerate(stream.pages, 1):  # killed after two pages: the resume point is deep in the tree
+        pages = src.sync("deep", None, {})
+        for n, page in enumerate(pages, 1):  # killed after two pages: the resume point is deep in the tree
             store.apply_page("share", "deep", page)
             if n == 2:
                 assert json.loads(page.cursor)["after"].count("/") > 800
                 break
-        stream.pages.close()
+        pages.close()
         stats = sync_container(src, store, "deep")
         assert stats.status == "success" and stats.errors == 0 and stats.listed == len(expected) - 2
         assert set(live(store)) == expected and len(expected) == 4
