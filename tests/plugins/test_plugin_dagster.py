@@ -63,13 +63,17 @@ def test_success_and_failure_runs_notify_once_each(workdir, hook_server):  # noq
         assert body["counts"]["listed"] == 2 and body["counts"]["added"] == 2
         assert body["run_url"] == f"http://dagster.example:3000/runs/{ok.run_id}"
 
+        import shutil
+
+        shutil.rmtree(workdir / "share")  # the share is unmounted: the sync must fail, not tombstone
         bad = job.execute_in_process(instance=instance, partition_key="gone", raise_on_error=False)
         assert not bad.success
         run_sensor(defs, "file_connector_notify_failure", instance, instance.get_run_by_id(bad.run_id),
                    DagsterEventType.RUN_FAILURE, connector)
         _, body = hook_server["bodies"][1]
         assert body["event"] == "failure" and body["container"] == "gone" and body["status"] == "failed"
-        assert body["error"] == "endpoint 'team-share', container 'gone': no such folder (containers: alpha)"
+        assert body["error"].startswith("endpoint 'team-share': root folder ")
+        assert body["error"].endswith("share does not exist or is not a folder")
     assert hook_server["bad_signatures"] == 0 and SECRET not in str(hook_server["bodies"])
 
 
