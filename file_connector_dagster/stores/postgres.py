@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -65,15 +66,15 @@ WHERE files.deleted_at IS NOT NULL OR files.change_key IS DISTINCT FROM EXCLUDED
    OR files.path <> EXCLUDED.path OR files.title <> EXCLUDED.title OR files.container <> EXCLUDED.container"""
 
 
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]").search
+# One encoder for every record: json.dumps with options builds a new JSONEncoder per call (a third of the cost).
+# JSON text never holds a raw tab or newline, so in COPY's text format only its backslashes need doubling.
+_metadata_json = json.JSONEncoder(default=str, ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _copy_text(value: str) -> str:
-    """A string in COPY's text format (most values need no escaping; checking first is 5x faster)."""
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return value
-
-
-def _copy_opt(value: str | None) -> str:
-    return "\\N" if value is None else _copy_text(value)
+    """A string in COPY's text format."""
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _copy_time(value: datetime | None) -> str:
@@ -83,17 +84,27 @@ def _copy_time(value: datetime | None) -> str:
 
 
 def copy_rows(records: list[FileRecord]) -> io.StringIO:
-    """The page's records as COPY text for page_files (also used by benchmarks/pg_upsert.py)."""
-    lines = [
-        "\t".join((
-            _copy_text(rec.external_id), _copy_text(rec.title), _copy_text(rec.path), _copy_opt(rec.file_link),
-            _copy_time(rec.date_created), _copy_time(rec.date_updated), "\\N" if rec.size is None else str(int(rec.size)),
-            _copy_opt(rec.mime_type), _copy_opt(rec.change_key), _copy_opt(rec.project_id), _copy_opt(rec.user_id),
-            _copy_text(json.dumps(rec.metadata, default=str, ensure_ascii=False)),
-        ))
-        for rec in records
-    ]
-    lines.append("")
+    """The page's records as COPY text for page_files (also used by benchmarks/pg_upsert.py).
+
+    The hot path of a first sync (a few microseconds a record): the text fields are checked for characters
+    that need escaping once, together, and escaped one by one only when some do.
+    """
+    lines = []
+    append = lines.append
+    for rec in records:
+        texts = [rec.external_id, rec.title, rec.path, rec.file_link, rec.mime_type, rec.change_key, rec.project_id,
+                 rec.user_id]
+        if _NEEDS_ESCAPE("".join([t for t in texts if t is not None])):
+            texts = [None if t is None else _copy_text(t) for t in texts]
+        external_id, title, path, link, mime, change_key, project_id, user_id = texts
+        append("\t".join((
+            external_id, title, path, "\\N" if link is None else link, _copy_time(rec.date_created),
+            _copy_time(rec.date_updated), "\\N" if rec.size is None else str(int(rec.size)),
+            "\\N" if mime is None else mime, "\\N" if change_key is None else change_key,
+            "\\N" if project_id is None else project_id, "\\N" if user_id is None else user_id,
+            _metadata_json(rec.metadata).replace("\\", "\\\\"),
+        )))
+    append("")
     return io.StringIO("\n".join(lines))
 
 
@@ -352,9 +363,11 @@ class PostgresStore(Store):
                 stats: PageStats, fresh: bool = False) -> None:
         if fresh:  # one COPY + one statement; a replayed page's rows come back as conflicts
             cur.copy_expert("COPY page_files FROM STDIN", copy_rows(records))
-            cur.execute(_UPSERT_SQL + " RETURNING (xmax = 0) AS inserted", scope)
-            inserted = sum(1 for row in cur.fetchall() if row["inserted"])
-            written = cur.rowcount
+            # counted in SQL: a page's rows never travel back
+            cur.execute(f"WITH written AS ({_UPSERT_SQL} RETURNING (xmax = 0) AS inserted) "
+                        "SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) AS written FROM written", scope)
+            row = cur.fetchone()
+            inserted, written = int(row["inserted"]), int(row["written"])
             stats.added += inserted
             stats.updated += written - inserted
             stats.unchanged += len(records) - written
