@@ -12,6 +12,7 @@ from dagster._core.execution.build_resources import wrap_resources_for_execution
 from ..config import config_path, load_config
 from .assets import build_endpoint_assets, partitions_for
 from .io_managers import FilesIOManager, ListingsIOManager
+from .notifications import build_notification_sensors
 from .resources import FileConnectorResource
 from .triggers import build_discovery_sensor, build_job, build_schedule
 
@@ -44,6 +45,7 @@ def build_definitions(path: str | os.PathLike | None = None, retries: bool = Tru
         sensors.append(build_discovery_sensor(endpoint, job, partitions))
         if endpoint.schedule:
             schedules.append(build_schedule(endpoint, job, partitions))
+    sensors += build_notification_sensors(config, jobs)
     return Definitions(
         assets=assets,
         jobs=jobs,
