@@ -27,6 +27,9 @@ def _cached_config(path: str) -> ConnectorConfig:
     return _load_config(path, version)
 
 
+_cached_config.cache_clear = _load_config.cache_clear  # type: ignore[attr-defined]
+
+
 class FileConnectorResource(ConfigurableResource):
     """Opens sources and the store described by connector.yaml (a path, never a secret)."""
 
