@@ -15,6 +15,8 @@ from .errors import FileConnectorError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 COUNTS = ("listed", "added", "updated", "unchanged", "deleted", "errors")
+# processing outcomes: decided while the listing committed (filters) plus by the files step
+OUTCOMES = ("processed", "skipped", "failed", "error", "pending")
 
 
 def _table(headers: Sequence[str], rows: list[Sequence[Any]]) -> str:
@@ -83,7 +85,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         try:
             containers = [c.key for c in source.containers()]
         except FileConnectorError as exc:
-            rows.append((ep.name, "-", *["" for _ in COUNTS], "", f"failed: {redact(str(exc))}"))
+            rows.append((ep.name, "-", *["" for _ in COUNTS + OUTCOMES], "", f"failed: {redact(str(exc))}"))
             failed += 1
             continue
         finally:
@@ -108,18 +110,27 @@ def cmd_sync(args: argparse.Namespace) -> int:
                     "loggers": {"console": {"config": {"log_level": log_level}}},
                 },
             )
-            metadata = {}
+            metadata: dict[str, Any] = {}
+            processing: dict[str, Any] = {}
             for event in result.get_asset_materialization_events():
+                values = {k: v.value for k, v in event.materialization.metadata.items()}
                 if event.asset_key == listing.key:
-                    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+                    metadata = values
+                    for outcome in OUTCOMES:
+                        if f"{outcome}_while_listing" in values:
+                            processing[outcome] = processing.get(outcome, 0) + values[f"{outcome}_while_listing"]
+                elif event.asset_key == files.key:
+                    for outcome in OUTCOMES:
+                        processing[outcome] = processing.get(outcome, 0) + values.get(outcome, 0)
             if result.success:
                 status = "ok"
             else:
                 failed += 1
                 status = f"failed: {_failure_message(result)}"
             rows.append((ep.name, container, *[metadata.get(k, "") for k in COUNTS],
+                         *[processing.get(k, "") for k in OUTCOMES],
                          f"{metadata['duration_s']:.2f}s" if "duration_s" in metadata else "", status))
-    print(_table(("endpoint", "container", *COUNTS, "duration", "status"), rows))
+    print(_table(("endpoint", "container", *COUNTS, *OUTCOMES, "duration", "status"), rows))
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -172,6 +183,20 @@ def cmd_health(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    from .stores import open_store
+
+    config = load_config(args.config)
+    endpoint = config.endpoint(args.endpoint)
+    with open_store(config) as store:
+        queued = store.requeue(endpoint.name, args.container, args.status or None)
+    where = f"container {args.container!r}" if args.container else "all containers"
+    which = f" with status {', '.join(args.status)}" if args.status else ""
+    print(f"endpoint {endpoint.name}: {queued} files{which} in {where} queued for processing; the next sync "
+          f"processes them (file-connector sync --endpoint {endpoint.name})")
+    return EXIT_OK
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from .stores import open_store
 
@@ -202,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", parents=[common], help="check credentials and reachability")
     health.add_argument("--endpoint")
     health.set_defaults(func=cmd_health)
+    reprocess = sub.add_parser("reprocess", parents=[common],
+                               help="queue files for processing again (after a processor's options changed)")
+    reprocess.add_argument("--endpoint", required=True)
+    reprocess.add_argument("--container", help="only this container")
+    reprocess.add_argument("--status", action="append", choices=("processed", "skipped", "error", "pending"),
+                           help="only files in this processing status (repeatable; default: all)")
+    reprocess.set_defaults(func=cmd_reprocess)
     sub.add_parser("migrate", parents=[common], help="apply pending store migrations").set_defaults(func=cmd_migrate)
     return parser
 

@@ -146,8 +146,12 @@ class ScheduleConfig(_Strict):
 
 
 class ProcessorConfig(BaseModel):
+    """One processor of an endpoint: its type, an optional name (the key of its results under
+    metadata.processors; default the type) and its options (validated by the processor's Options)."""
+
     model_config = ConfigDict(extra="allow")
     type: str
+    name: str | None = Field(default=None, pattern=_SLUG)
 
 
 class PluginConfig(BaseModel):
@@ -172,7 +176,7 @@ class EndpointConfig(_Strict):
 
     @model_validator(mode="after")
     def _details(self) -> "EndpointConfig":
-        from .processors.base import processor_class
+        from .processors.base import processor_options
         from .sources.base import source_class
 
         def check(where: str, validate: Any) -> Any:
@@ -189,9 +193,17 @@ class EndpointConfig(_Strict):
         if not isinstance(self.endpoint_details, cls.Details):
             self.endpoint_details = check("endpoint_details",
                                           lambda: cls.Details.model_validate(self.endpoint_details or {}))
+        names: set[str] = set()
         for i, proc in enumerate(self.processors):
-            check(f"processors[{i}]",
-                  lambda: processor_class(proc.type).Options.model_validate(proc.model_extra or {}))
+            try:
+                processor_options(proc)
+            except ConfigError as exc:
+                raise ValueError(f"processors[{i}] {exc}") from None
+            name = proc.name or proc.type
+            if name in names:
+                raise ValueError(f"processors[{i}] {proc.type}: two processors are named {name!r}; "
+                                 "give one a different `name`")
+            names.add(name)
         return self
 
     def secret_free_details(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from .config import redact
 from .errors import FileConnectorError
@@ -20,6 +20,7 @@ from .stores.base import Store
 
 if TYPE_CHECKING:
     from .config import EndpointConfig
+    from .processors.base import Processor
 
 
 @dataclass
@@ -37,17 +38,27 @@ def register_endpoint(store: Store, endpoint: "EndpointConfig") -> None:
                           endpoint.secret_free_details(), endpoint.is_active)
 
 
-def open_changes(source: Source, store: Store, container: str, full: bool = False) -> ChangeStream:
+def open_changes(source: Source, store: Store, container: str, full: bool = False,
+                 processors: "Sequence[Processor] | None" = None) -> ChangeStream:
     """Read the container's cursor and folder tree from the store and start the source's page stream.
 
     Args:
         full: forget the cursor and list everything again (deletions found by the listing's end).
+        processors: the endpoint's processors; when none of them needs I/O (or there are none), each
+            page's files are decided before the page commits and the files step has nothing to do.
+            None: leave every new or changed file pending for the files step.
     """
     # A full sync just starts without the cursor; the stored one stays until the listing's first page
     # commits, so a full sync that fails early loses nothing.
     cursor = None if full else store.sync_state(source.endpoint, container).cursor
     folders = store.folders(source.endpoint, container) if cursor else {}
-    return ChangeStream(source.endpoint, container, source.sync(container, cursor, folders))
+    pages = source.sync(container, cursor, folders)
+    if processors is not None:
+        from .processing import decidable_while_listing, decide_while_listing
+
+        if decidable_while_listing(processors):
+            pages = decide_while_listing(pages, processors, source.endpoint, container)
+    return ChangeStream(source.endpoint, container, pages)
 
 
 def error_text(exc: BaseException) -> str:
@@ -146,6 +157,8 @@ def commit_changes(store: Store, stream: ChangeStream,
     return stats
 
 
-def sync_container(source: Source, store: Store, container: str, full: bool = False, prefetch: int = 2) -> SyncStats:
+def sync_container(source: Source, store: Store, container: str, full: bool = False, prefetch: int = 2,
+                   processors: "Sequence[Processor] | None" = None) -> SyncStats:
     """open_changes + commit_changes, for tests and scripts that do not need Dagster."""
-    return commit_changes(store, open_changes(source, store, container, full=full), prefetch=prefetch)
+    return commit_changes(store, open_changes(source, store, container, full=full, processors=processors),
+                          prefetch=prefetch)

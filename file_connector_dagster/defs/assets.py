@@ -9,8 +9,9 @@ from dagster import (
 from ..config import EndpointConfig
 from ..engine import ChangeStream, error_text, open_changes, register_endpoint
 from ..errors import FileConnectorError
-from ..processors.base import build_processors, run_processors
-from .io_managers import ChangedFiles, ProcessedPages
+from ..processing import ProcessingStream
+from ..processors.base import build_processors
+from .io_managers import ChangedFiles
 from .resources import FileConnectorResource
 
 
@@ -52,7 +53,8 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
             raise Failure(description=error_text(exc), allow_retries=False) from None
         try:
             register_endpoint(store, endpoint)
-            return open_changes(source, store, context.partition_key, full=config.full)
+            return open_changes(source, store, context.partition_key, full=config.full,
+                                processors=build_processors(endpoint.processors))
         finally:
             store.close()
 
@@ -67,9 +69,7 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
         tags=tags,
         io_manager_key="files_io_manager",
     )
-    def files(context: AssetExecutionContext, listing: ChangedFiles) -> ProcessedPages:
-        processors = build_processors(endpoint.processors)
-        return ProcessedPages(name, context.partition_key,
-                              (run_processors(processors, page) for page in listing.pages()))
+    def files(context: AssetExecutionContext, listing: ChangedFiles) -> ProcessingStream:
+        return listing.process(build_processors(endpoint.processors), context.log)
 
     return [listing, files]

@@ -6,7 +6,7 @@ import io
 import json
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 import psycopg2
@@ -15,22 +15,26 @@ import psycopg2.extras
 
 from ..errors import StoreError
 from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats, utcnow
-from .base import FILE_COLUMNS, INTERRUPTED, SYNC_LEASE, Store, lease_held_error, lease_is_live, lease_owner
+from .base import (
+    FILE_COLUMNS, INTERRUPTED, PROCESSING_COLUMNS, SYNC_LEASE, Store, lease_held_error, lease_is_live, lease_owner,
+    processing_values,
+)
 from .migrations import MIGRATIONS
 
 # Any constant works; it only has to be the same for every process migrating this database.
 _MIGRATION_LOCK_KEY = 0x46434D4947  # "FCMIG"
 _COUNT_COLUMNS = ("listed", "added", "updated", "unchanged", "deleted", "errors", "pages", "api_calls")
-# Columns a page supplies; deleted_at, first_seen_at, updated_at, excluded_by and processing_errors are the store's.
-_PAGE_COLUMNS = tuple(c for c in FILE_COLUMNS if c not in (
-    "endpoint", "container", "deleted_at", "first_seen_at", "updated_at", "excluded_by", "processing_errors"))
+# Columns a page supplies (the record's fields and processing state); the rest are the store's.
+PAGE_COLUMNS = tuple(c for c in FILE_COLUMNS if c not in (
+    "endpoint", "container", "deleted_at", "first_seen_at", "updated_at"))
 _REWRITTEN = tuple(c for c in FILE_COLUMNS if c not in ("endpoint", "external_id", "first_seen_at"))
 
 _PAGE_TABLE_DDL = """
 CREATE TEMPORARY TABLE IF NOT EXISTS page_files (
     external_id TEXT NOT NULL, title TEXT NOT NULL, path TEXT NOT NULL, file_link TEXT,
     date_created TIMESTAMPTZ, date_updated TIMESTAMPTZ, size BIGINT, mime_type TEXT, change_key TEXT,
-    project_id TEXT, user_id TEXT, metadata JSONB NOT NULL
+    project_id TEXT, user_id TEXT, metadata JSONB NOT NULL, excluded_by TEXT, processing_errors JSONB,
+    processing_status TEXT, processed_key TEXT, processed_at TIMESTAMPTZ, processing_attempts INTEGER, content_hash TEXT
 ) ON COMMIT DELETE ROWS"""
 
 # Step 1 of an upsert: classify the page's rows against the stored ones in one round trip, counting in SQL.
@@ -57,8 +61,8 @@ GROUP BY status"""
 # them. Unchanged rows never reach it (ON CONFLICT would lock, and so write, each of them); its WHERE repeats
 # the test for a row a concurrent writer changed in between.
 _UPSERT_SQL = f"""
-INSERT INTO files ({', '.join(FILE_COLUMNS)})
-SELECT %(endpoint)s, %(container)s, {', '.join(_PAGE_COLUMNS)}, NULL, %(now)s, %(now)s, NULL, NULL
+INSERT INTO files (endpoint, container, {', '.join(PAGE_COLUMNS)}, deleted_at, first_seen_at, updated_at)
+SELECT %(endpoint)s, %(container)s, {', '.join(PAGE_COLUMNS)}, NULL, %(now)s, %(now)s
 FROM page_files
 ON CONFLICT (endpoint, external_id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _REWRITTEN)}
 WHERE files.deleted_at IS NOT NULL OR files.change_key IS DISTINCT FROM EXCLUDED.change_key
@@ -82,14 +86,22 @@ def _copy_time(value: datetime | None) -> str:
     return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
 
 
+def _copy_processing(rec: FileRecord) -> str:
+    p = processing_values(rec)
+    return "\t".join((
+        _copy_opt(p["excluded_by"]), _copy_text(json.dumps(p["processing_errors"] or [], ensure_ascii=False)),
+        _copy_text(p["processing_status"]), _copy_opt(p["processed_key"]), _copy_time(p["processed_at"]),
+        str(int(p["processing_attempts"] or 0)), _copy_opt(p["content_hash"])))
+
+
 def copy_rows(records: list[FileRecord]) -> io.StringIO:
-    """The page's records as COPY text for page_files (also used by benchmarks/pg_upsert.py)."""
+    """The page's records as COPY text for page_files, PAGE_COLUMNS in order (also used by benchmarks/pg_upsert.py)."""
     lines = [
         "\t".join((
             _copy_text(rec.external_id), _copy_text(rec.title), _copy_text(rec.path), _copy_opt(rec.file_link),
             _copy_time(rec.date_created), _copy_time(rec.date_updated), "\\N" if rec.size is None else str(int(rec.size)),
             _copy_opt(rec.mime_type), _copy_opt(rec.change_key), _copy_opt(rec.project_id), _copy_opt(rec.user_id),
-            _copy_text(json.dumps(rec.metadata, default=str, ensure_ascii=False)),
+            _copy_text(json.dumps(rec.metadata, default=str, ensure_ascii=False)), _copy_processing(rec),
         ))
         for rec in records
     ]
@@ -124,7 +136,9 @@ def _record(row: dict[str, Any]) -> FileRecord:
         change_key=row["change_key"], project_id=row["project_id"], user_id=row["user_id"],
         metadata=row["metadata"] or {}, deleted_at=row["deleted_at"], first_seen_at=row["first_seen_at"],
         updated_at=row["updated_at"], excluded_by=row["excluded_by"],
-        processing_errors=row["processing_errors"] or [],
+        processing_errors=row["processing_errors"] or [], processing_status=row["processing_status"],
+        processed_key=row["processed_key"], processed_at=row["processed_at"],
+        processing_attempts=row["processing_attempts"], content_hash=row["content_hash"],
     )
 
 
@@ -218,7 +232,7 @@ class PostgresStore(Store):
 
     def sync_state(self, endpoint: str, container: str) -> SyncState:
         with self._tx(f"read sync state of {endpoint}/{container}") as cur:
-            cur.execute("SELECT cursor, listing_in_progress, last_sync_at, processed_until FROM sync_state "
+            cur.execute("SELECT cursor, listing_in_progress, last_sync_at FROM sync_state "
                         "WHERE endpoint = %s AND container = %s", (endpoint, container))
             row = cur.fetchone()
         return SyncState(**row) if row else SyncState()
@@ -292,8 +306,8 @@ class PostgresStore(Store):
                                 {**scope, "prefix": prefix})
                     stats.deleted += cur.rowcount
                 else:
-                    cur.execute("UPDATE files SET path = %(new)s || substr(path, %(rest)s), updated_at = %(now)s "
-                                "WHERE endpoint = %(endpoint)s AND container = %(container)s "
+                    cur.execute("UPDATE files SET path = %(new)s || substr(path, %(rest)s), updated_at = %(now)s, "
+                                "processing_status = 'pending', processing_attempts = 0 WHERE endpoint = %(endpoint)s AND container = %(container)s "
                                 "AND starts_with(path, %(prefix)s)",
                                 {**scope, "prefix": prefix, "new": new + "/", "rest": len(prefix) + 1})
                     stats.updated += cur.rowcount
@@ -355,6 +369,9 @@ class PostgresStore(Store):
             cur.execute(_UPSERT_SQL + " RETURNING (xmax = 0) AS inserted", scope)
             inserted = sum(1 for row in cur.fetchall() if row["inserted"])
             written = cur.rowcount
+            if written == len(records):
+                for rec in records:
+                    stats.written(rec)
             stats.added += inserted
             stats.updated += written - inserted
             stats.unchanged += len(records) - written
@@ -367,8 +384,10 @@ class PostgresStore(Store):
             setattr(stats, row["status"], getattr(stats, row["status"]) + row["n"])
             to_write.update(row["ids"] or ())
         if to_write:
-            cur.copy_expert("COPY page_files FROM STDIN",
-                            copy_rows([r for r in records if r.external_id in to_write]))
+            writes = [r for r in records if r.external_id in to_write]
+            for rec in writes:
+                stats.written(rec)
+            cur.copy_expert("COPY page_files FROM STDIN", copy_rows(writes))
             cur.execute(_UPSERT_SQL, scope)
 
     @staticmethod
@@ -431,24 +450,89 @@ class PostgresStore(Store):
             cur.execute(sql, (endpoint,) + ((container,) if container is not None else ()))
             return int(cur.fetchone()["n"])
 
-    def apply_processing(self, endpoint: str, container: str, records: list[FileRecord]) -> None:
+    def iter_due(self, endpoint: str, container: str, page_size: int = 1000) -> Iterator[list[FileRecord]]:
+        after = ""
+        while True:  # the literal 'pending' and deleted_at test match the partial index files_processing_due
+            with self._tx(f"read files of {endpoint}/{container} due for processing") as cur:
+                cur.execute("SELECT * FROM files WHERE endpoint = %s AND container = %s AND processing_status = 'pending' "
+                            "AND deleted_at IS NULL AND external_id > %s ORDER BY external_id LIMIT %s",
+                            (endpoint, container, after, page_size))
+                rows = cur.fetchall()
+            if not rows:
+                return
+            yield [_record(r) for r in rows]
+            after = rows[-1]["external_id"]
+
+    def save_processing(self, endpoint: str, records: list[FileRecord]) -> int:
         if not records:
+            return 0
+        values = [processing_values(r, saving=True) for r in records]
+        with self._tx(f"store processing results of {endpoint}") as cur:
+            cur.execute(
+                "UPDATE files f SET metadata = v.metadata::jsonb, excluded_by = v.excluded_by, "
+                "processing_errors = v.processing_errors::jsonb, processing_status = v.processing_status, "
+                "processed_key = v.processed_key, processed_at = v.processed_at, "
+                "processing_attempts = v.processing_attempts, content_hash = v.content_hash "
+                "FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+                "%s::timestamptz[], %s::int[], %s::text[]) AS v (external_id, updated_at, metadata, excluded_by, "
+                "processing_errors, processing_status, processed_key, processed_at, processing_attempts, content_hash) "
+                "WHERE f.endpoint = %s AND f.external_id = v.external_id AND f.updated_at = v.updated_at "
+                "AND f.deleted_at IS NULL",
+                ([r.external_id for r in records], [r.updated_at for r in records],
+                 [json.dumps(r.metadata, default=str, ensure_ascii=False) for r in records],
+                 *([v[c] if c != "processing_errors" else json.dumps(v[c] or [], ensure_ascii=False) for v in values]
+                   for c in PROCESSING_COLUMNS), endpoint))
+            return cur.rowcount
+
+    def requeue(self, endpoint: str, container: str | None = None, statuses: list[str] | None = None) -> int:
+        where, args = ["endpoint = %s", "deleted_at IS NULL"], [endpoint]
+        if container is not None:
+            where.append("container = %s")
+            args.append(container)
+        if statuses:
+            where.append("processing_status = ANY(%s)")
+            args.append(list(statuses))
+        with self._tx(f"re-queue files of {endpoint}") as cur:
+            cur.execute("UPDATE files SET processing_status = 'pending', processing_attempts = 0 WHERE "
+                        + " AND ".join(where), args)
+            return cur.rowcount
+
+    def processing_counts(self, endpoint: str, container: str | None = None) -> dict[str, int]:
+        sql, args = "SELECT processing_status AS s, count(*) AS n FROM files WHERE endpoint = %s AND deleted_at IS NULL", [endpoint]
+        if container is not None:
+            sql += " AND container = %s"
+            args.append(container)
+        with self._tx(f"count processing states of {endpoint}") as cur:
+            cur.execute(sql + " GROUP BY processing_status", args)
+            return {r["s"]: int(r["n"]) for r in cur.fetchall()}
+
+    def cache_get(self, namespace: str, keys: list[str]) -> dict[str, Any]:
+        if not keys:
+            return {}
+        with self._tx(f"read {namespace} cache") as cur:
+            cur.execute("SELECT key, value FROM processor_cache WHERE namespace = %s AND key = ANY(%s) AND expires_at > %s",
+                        (namespace, list(keys), utcnow()))
+            return {r["key"]: r["value"] for r in cur.fetchall()}
+
+    def cache_put(self, namespace: str, values: dict[str, Any], ttl: timedelta) -> None:
+        if not values:
             return
-        latest = max(r.updated_at for r in records if r.updated_at is not None)
-        with self._tx(f"store processing results of {endpoint}/{container}") as cur:
-            cur.execute(
-                "UPDATE files f SET excluded_by = v.excluded_by, processing_errors = v.processing_errors::jsonb, "
-                "metadata = v.metadata::jsonb FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
-                "AS v (external_id, excluded_by, processing_errors, metadata) "
-                "WHERE f.endpoint = %s AND f.external_id = v.external_id",
-                ([r.external_id for r in records], [r.excluded_by for r in records],
-                 [json.dumps(r.processing_errors) for r in records],
-                 [json.dumps(r.metadata, default=str, ensure_ascii=False) for r in records], endpoint))
-            cur.execute(
-                "INSERT INTO sync_state (endpoint, container, processed_until, updated_at) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (endpoint, container) DO UPDATE SET "
-                "processed_until = GREATEST(sync_state.processed_until, EXCLUDED.processed_until)",
-                (endpoint, container, latest, utcnow()))
+        with self._tx(f"cache {namespace} answers") as cur:
+            psycopg2.extras.execute_values(
+                cur, "INSERT INTO processor_cache (namespace, key, value, expires_at) VALUES %s ON CONFLICT "
+                "(namespace, key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at",
+                [(namespace, k, _json(v), utcnow() + ttl) for k, v in values.items()])
+
+    def files_by_hash(self, hashes: list[str], endpoint: str | None = None) -> list[FileRecord]:
+        if not hashes:
+            return []
+        sql, args = "SELECT * FROM files WHERE content_hash = ANY(%s) AND deleted_at IS NULL", [list(hashes)]
+        if endpoint is not None:
+            sql += " AND endpoint = %s"
+            args.append(endpoint)
+        with self._tx("find files by content hash") as cur:
+            cur.execute(sql, args)
+            return [_record(r) for r in cur.fetchall()]
 
     def close(self) -> None:
         with self._lock:
