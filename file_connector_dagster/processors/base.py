@@ -10,7 +10,6 @@ the per-file state; a processor never writes to the store.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigError
 from ..records import FileRecord
+from ..registry import Registry
 
 if TYPE_CHECKING:
     from ..sources.base import Source
@@ -131,31 +131,21 @@ class Processor(ABC):
         """Release connections (called after the files step)."""
 
 
-_REGISTRY: dict[str, type[Processor]] = {}
-_loaded = False
+PROCESSORS: Registry[type[Processor]] = Registry(
+    "processor", "file_connector.processors", Processor, builtins=(f"{__package__}.builtin",))
 
 
 def register_processor(type_name: str, cls: type[Processor]) -> None:
-    """Make `type: <type_name>` in an endpoint's processors build `cls`."""
-    _REGISTRY[type_name] = cls
+    """Make `processors: [{type: <type_name>}]` build `cls`."""
+    PROCESSORS.register(type_name, cls)
 
 
 def processor_types() -> dict[str, type[Processor]]:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from . import builtin  # noqa: F401
-
-        for ep in importlib.metadata.entry_points(group="file_connector.processors"):
-            _REGISTRY.setdefault(ep.name, ep.load())
-    return dict(_REGISTRY)
+    return PROCESSORS.types()
 
 
 def processor_class(type_name: str) -> type[Processor]:
-    types = processor_types()
-    if type_name not in types:
-        raise ConfigError(f"unknown processor {type_name!r}; known: {', '.join(sorted(types))}")
-    return types[type_name]
+    return PROCESSORS.get(type_name)
 
 
 def processor_options(config: Any) -> ProcessorOptions:
