@@ -257,6 +257,10 @@ class ConnectorConfig(_Strict):
         walk(self.store, "store")
         for ep in self.active_endpoints:
             walk(ep.endpoint_details, f"endpoint {ep.name!r}: endpoint_details")
+            for i, proc in enumerate(ep.processors):
+                from .processors.base import processor_options
+
+                walk(processor_options(proc), f"endpoint {ep.name!r}: processors[{i}] {proc.type}")
         return found
 
 

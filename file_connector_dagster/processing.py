@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from .engine import error_text
+from .errors import ConfigError
 from .processors.base import ProcessorContext, ProcessResult
 from .records import ChangePage, FileRecord, utcnow
 
@@ -59,6 +60,8 @@ def _results(processor: "Processor", batch: list[FileRecord], context: Processor
     again file by file, so one bad file does not fail the others."""
     try:
         answer = processor.process(batch, context)
+    except ConfigError:
+        raise  # the processor's configuration is wrong (a refused key): one clear error, not per-file failures
     except Exception as exc:
         if len(batch) == 1:
             return {batch[0].external_id: ProcessResult.failed(error_text(exc))}
@@ -83,6 +86,7 @@ def run_chain(processors: Sequence["Processor"], batch: list[FileRecord], contex
         record.excluded_by = None
         record.processing_errors = []
         record.metadata = {**record.metadata, "processors": {}}
+        record.content_hash = best_hash(record)
     active = list(batch)
     for processor in processors:
         if not active:

@@ -96,7 +96,13 @@ class FilesIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: ProcessingStream) -> None:
         store = self.connector.store()
         try:
-            stats = commit_processing(store, obj)
+            try:
+                stats = commit_processing(store, obj)
+            except FileConnectorError as exc:
+                if exc.retryable:
+                    raise
+                raise Failure(description=f"{obj.endpoint}/{obj.container}: {error_text(exc)}",
+                              allow_retries=False) from None
             metadata: dict = {k: MetadataValue.int(v) for k, v in stats.counts().items()}
             metadata["duration_s"] = MetadataValue.float(stats.duration_s)
             metadata.update(_store_metadata(store))

@@ -132,7 +132,8 @@ class Processor(ABC):
 
 
 PROCESSORS: Registry[type[Processor]] = Registry(
-    "processor", "file_connector.processors", Processor, builtins=(f"{__package__}.builtin",))
+    "processor", "file_connector.processors", Processor, builtins=tuple(f"{__package__}.{module}" for module in (
+        "builtin", "content_hash", "dedupe", "path_metadata", "virustotal")))
 
 
 def register_processor(type_name: str, cls: type[Processor]) -> None:
