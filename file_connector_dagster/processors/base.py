@@ -149,19 +149,20 @@ def processor_class(type_name: str) -> type[Processor]:
     return PROCESSORS.get(type_name)
 
 
-def processor_options(config: Any) -> ProcessorOptions:
-    """Validate a ProcessorConfig's options; raises ConfigError "<type>: <field>: <problem>"."""
-    cls = processor_class(config.type)
+def processor_options(type_name: str, options: dict[str, Any]) -> ProcessorOptions:
+    """Validate a processor's options; raises ConfigError "<type>: <field>: <problem>"."""
+    cls = processor_class(type_name)
     try:
-        return cls.Options.model_validate(config.model_extra or {})
+        return cls.Options.model_validate(options)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{config.type}: {where + ': ' if where else ''}"
+        raise ConfigError(f"{type_name}: {where + ': ' if where else ''}"
                           f"{first['msg'].removeprefix('Value error, ')}{more}") from None
 
 
 def build_processors(configs: list) -> list[Processor]:
     """Instantiate an endpoint's processors (from ProcessorConfig entries) in order."""
-    return [processor_class(cfg.type)(processor_options(cfg), name=getattr(cfg, "name", None)) for cfg in configs]
+    return [processor_class(cfg.type)(processor_options(cfg.type, cfg.model_extra or {}), name=getattr(cfg, "name", None))
+            for cfg in configs]
