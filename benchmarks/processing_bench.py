@@ -96,7 +96,18 @@ def files_step_phases(store: Store, files: int, count_statements, explain) -> No
     assert result.pages == 0
     print(f"    statements the no-work files step ran: {statements}")
     print(f"    its query plan: {explain()}")
-    print(f"  ratios: files step / first listing = {step / listing:.4f}; "
+    # for comparison: the same listing into another container with nothing decided while listing, so the
+    # files step reads every row back and writes every result (what it used to cost)
+    other = "drive-undecided"
+    plain = Generated(ENDPOINT, Generated.Details(files=files))
+    plain.containers = lambda: [Container(other, other)]  # type: ignore[method-assign]
+    undecided, _ = timed(f"first listing into another container, nothing decided", lambda: sync_container(
+        plain, store, other, processors=None))
+    readback, result = timed("files step reading back and saving every row", lambda: process_container(
+        store, chain, ENDPOINT, other))
+    assert result.outcomes["processed"] + result.outcomes["skipped"] == files
+    print(f"  ratios: files step / first listing = {step / listing:.4f} (read back instead: "
+          f"{readback / undecided:.2f}); listing with filters / without = {listing / undecided:.2f}; "
           f"no-work files step / unchanged re-listing = {idle / relist:.5f}")
 
 
