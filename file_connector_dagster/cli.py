@@ -11,7 +11,8 @@ import sys
 from typing import Any, Sequence
 
 from .config import check_environment, config_path, load_config, missing_environment, redact
-from .errors import FileConnectorError
+from .engine import orphaned_endpoints
+from .errors import ConfigError, FileConnectorError
 from .plugins import PluginManager
 from .plugins.manager import sync_event
 
@@ -158,10 +159,34 @@ def cmd_status(args: argparse.Namespace) -> int:
             live = store.count_files(log.endpoint, log.container)
             rows.append((log.endpoint, log.container, log.status, log.started.strftime("%Y-%m-%d %H:%M:%S"),
                          *[log.counts.get(k, 0) for k in COUNTS], live, redact(log.error or "")))
-    if not rows:
+        orphaned = set(orphaned_endpoints(store, config))
+        orphans = [(name, live) for name in sorted(orphaned) if not args.endpoint or name == args.endpoint
+                   if (live := store.count_files(name))]
+    rows = [(*row[:2], "orphaned" if row[0] in orphaned else row[2], *row[3:]) for row in rows]
+    if not rows and not orphans:
         print(f"no syncs recorded yet in {config.store.type} store")
         return EXIT_OK
-    print(_table(("endpoint", "container", "status", "started (UTC)", *COUNTS, "live files", "error"), rows))
+    if rows:
+        print(_table(("endpoint", "container", "status", "started (UTC)", *COUNTS, "live files", "error"), rows))
+    for name, live in orphans:
+        print(f"endpoint {name!r} is orphaned (not in connector.yaml any more): {live} live files; "
+              f"`file-connector prune --endpoint {name}` tombstones them")
+    return EXIT_OK
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from .stores import open_store
+    from .stores.protocol import prune_endpoint
+
+    config = load_config(args.config)
+    if any(ep.name == args.endpoint for ep in config.endpoints):
+        raise ConfigError(f"endpoint {args.endpoint!r} is still in connector.yaml; prune is for endpoints it "
+                          "no longer lists (set is_active: false to stop syncing one)")
+    with open_store(config) as store:
+        if args.endpoint not in orphaned_endpoints(store, config):
+            raise FileConnectorError(f"{store.label}: no endpoint named {args.endpoint!r} in the store")
+        pruned = prune_endpoint(store, args.endpoint, config.delete_guard.guard(allow=args.allow_mass_delete))
+        print(f"endpoint {args.endpoint!r}: {pruned} files tombstoned; {store.count_files(args.endpoint)} live")
     return EXIT_OK
 
 
@@ -247,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     reprocess.add_argument("--status", action="append", choices=("processed", "skipped", "error", "pending"),
                            help="only files in this processing status (repeatable; default: all)")
     reprocess.set_defaults(func=cmd_reprocess)
+    prune = sub.add_parser("prune", parents=[common],
+                           help="tombstone the files of an endpoint removed from connector.yaml")
+    prune.add_argument("--endpoint", required=True)
+    prune.add_argument("--allow-mass-delete", action="store_true",
+                       help="needed when a container would lose more than the delete_guard allows")
+    prune.set_defaults(func=cmd_prune)
     sub.add_parser("migrate", parents=[common], help="apply pending store migrations").set_defaults(func=cmd_migrate)
     return parser
 

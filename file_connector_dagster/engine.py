@@ -21,7 +21,7 @@ from .stores.base import Store
 from .stores.protocol import ContainerSync, DeleteGuard
 
 if TYPE_CHECKING:
-    from .config import EndpointConfig
+    from .config import ConnectorConfig, EndpointConfig
     from .processors.base import Processor
 
 
@@ -38,10 +38,21 @@ class ChangeStream:
     processors: "Sequence[Processor] | None" = None  # see open_changes
 
 
-def register_endpoint(store: Store, endpoint: "EndpointConfig") -> None:
-    """Keep the endpoints table in step with connector.yaml (details carry ${NAME} references, not secrets)."""
+def register_endpoint(store: Store, endpoint: "EndpointConfig", config: "ConnectorConfig | None" = None) -> None:
+    """Keep the endpoints table in step with connector.yaml (details carry ${NAME} references, not secrets);
+    with `config`, also mark the endpoints it no longer lists inactive (orphaned_endpoints)."""
     store.upsert_endpoint(endpoint.name, endpoint.type, endpoint.project_id, endpoint.user_id,
                           endpoint.secret_free_details(), endpoint.is_active)
+    if config is not None:
+        for name in orphaned_endpoints(store, config):
+            store.deactivate_endpoint(name)
+
+
+def orphaned_endpoints(store: Store, config: "ConnectorConfig") -> list[str]:
+    """Endpoints the store knows that connector.yaml no longer lists (removed or renamed). Their files
+    stay live until `file-connector prune --endpoint NAME` (protocol.prune_endpoint)."""
+    configured = {ep.name for ep in config.endpoints}
+    return [e.name for e in store.endpoints() if e.name not in configured]
 
 
 def open_changes(source: Source, container: str, full: bool = False, guard: DeleteGuard | None = None,

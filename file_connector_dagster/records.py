@@ -202,6 +202,15 @@ class SyncState:
 
 
 @dataclass(slots=True)
+class EndpointInfo:
+    """One row of the endpoints table: what a store knows of an endpoint, whatever connector.yaml says now."""
+
+    name: str
+    type: str
+    is_active: bool
+
+
+@dataclass(slots=True)
 class SyncLog:
     """One row of sync_logs."""
 

@@ -65,7 +65,7 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
         try:
             source = connector.source(name)
             with connector.store() as store:
-                register_endpoint(store, endpoint)
+                register_endpoint(store, endpoint, connector.connector_config())
         except FileConnectorError as exc:
             if exc.retryable:
                 raise redacted(exc)

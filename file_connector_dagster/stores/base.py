@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, TypeVar
 
-from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats
+from ..records import ChangePage, EndpointInfo, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats
 from .protocol import Lease
 
 T = TypeVar("T")
@@ -167,6 +167,15 @@ class Store(ABC):
     def upsert_endpoint(self, name: str, type_name: str, project_id: str | None, user_id: str | None,
                         details: dict[str, Any], is_active: bool = True) -> None:
         """Record an endpoint's configuration (details must already be free of secrets)."""
+
+    @abstractmethod
+    def endpoints(self) -> list[EndpointInfo]:
+        """Returns:
+        Every endpoint of the endpoints table, by name."""
+
+    @abstractmethod
+    def deactivate_endpoint(self, name: str) -> None:
+        """Set is_active false on the endpoint's row (connector.yaml no longer lists it)."""
 
     @abstractmethod
     def sync_state(self, endpoint: str, container: str) -> SyncState:

@@ -20,7 +20,7 @@ from pymongo import ASCENDING, DESCENDING, DeleteMany, ReturnDocument, UpdateOne
 from pymongo.client_session import ClientSession
 
 from ..errors import StoreError, scrub
-from ..records import FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
+from ..records import EndpointInfo, FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
 from .base import FILE_COLUMNS, PENDING, PageTx, Store, Stored, processing_values
 from .migrations import LATEST_VERSION
 from .protocol import INTERRUPTED, Lease
@@ -337,6 +337,16 @@ class MongoStore(Store):
                 {"name": name},
                 {"$set": {"type": type_name, "project_id": project_id, "user_id": user_id, "details": details,
                           "is_active": is_active, "updated_at": _ms(utcnow())}}, upsert=True)
+
+    def endpoints(self) -> list[EndpointInfo]:
+        with self._errors("read endpoints"):
+            docs = list(self.db.endpoints.find({}, {"_id": 0, "name": 1, "type": 1, "is_active": 1}).sort("name", ASCENDING))
+        return [EndpointInfo(d["name"], d.get("type") or "", bool(d.get("is_active"))) for d in docs]
+
+    def deactivate_endpoint(self, name: str) -> None:
+        with self._errors(f"deactivate endpoint {name}"):
+            self.db.endpoints.update_one({"name": name, "is_active": True},
+                                         {"$set": {"is_active": False, "updated_at": _ms(utcnow())}})
 
     def sync_state(self, endpoint: str, container: str) -> SyncState:
         with self._errors(f"read sync state of {endpoint}/{container}"):

@@ -15,7 +15,7 @@ import psycopg2.extensions
 import psycopg2.extras
 
 from ..errors import StoreError, scrub
-from ..records import FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
+from ..records import EndpointInfo, FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
 from .base import FILE_COLUMNS, PROCESSING_COLUMNS, PageTx, Store, Stored, processing_values
 from .migrations import MIGRATIONS
 from .protocol import INTERRUPTED, Lease
@@ -373,6 +373,16 @@ class PostgresStore(Store):
                 "project_id = EXCLUDED.project_id, user_id = EXCLUDED.user_id, details = EXCLUDED.details, "
                 "is_active = EXCLUDED.is_active, updated_at = EXCLUDED.updated_at",
                 (name, type_name, project_id, user_id, _json(details), is_active, utcnow()))
+
+    def endpoints(self) -> list[EndpointInfo]:
+        with self._tx("read endpoints") as cur:
+            cur.execute("SELECT name, type, is_active FROM endpoints ORDER BY name")
+            return [EndpointInfo(r["name"], r["type"], r["is_active"]) for r in cur.fetchall()]
+
+    def deactivate_endpoint(self, name: str) -> None:
+        with self._tx(f"deactivate endpoint {name}") as cur:
+            cur.execute("UPDATE endpoints SET is_active = FALSE, updated_at = %s WHERE name = %s AND is_active",
+                        (utcnow(), name))
 
     def sync_state(self, endpoint: str, container: str) -> SyncState:
         with self._tx(f"read sync state of {endpoint}/{container}") as cur:

@@ -364,10 +364,11 @@ class ContainerSync:
 
 # -- an endpoint removed from the config ---------------------------------------------------------
 def prune_endpoint(store: "Store", endpoint: str, guard: DeleteGuard | None = None) -> int:
-    """Tombstone every live file of an endpoint that connector.yaml no longer lists, container by
-    container, each under its lease and the guard (pruning an endpoint removes all of it, so the share
-    rule trips unless the user allows it). Returns how many files were tombstoned."""
+    """Tombstone every live file of an endpoint that connector.yaml no longer lists (marking it inactive),
+    container by container, each under its lease and the guard: pruning removes all of a container, so
+    the share rule trips unless the user allows it. Returns how many files were tombstoned."""
     guard = guard or DeleteGuard()
+    store.deactivate_endpoint(endpoint)
     total = 0
     for container in store.containers(endpoint):
         with ContainerSync(store, endpoint, container, guard) as sync:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from ..errors import StoreError
-from ..records import FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
+from ..records import EndpointInfo, FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
 from .base import FILE_COLUMNS, PROCESSING_COLUMNS, PageTx, Store, Stored, processing_values
 from .migrations import MIGRATIONS
 from .protocol import INTERRUPTED, Lease
@@ -245,6 +245,15 @@ class SQLiteStore(Store):
                 "is_active=excluded.is_active, updated_at=excluded.updated_at",
                 (name, type_name, project_id, user_id, json.dumps(details, default=str), is_active, _ts(utcnow())),
             )
+
+    def endpoints(self) -> list[EndpointInfo]:
+        rows = self.conn.execute("SELECT name, type, is_active FROM endpoints ORDER BY name")
+        return [EndpointInfo(r[0], r[1], bool(r[2])) for r in rows]
+
+    def deactivate_endpoint(self, name: str) -> None:
+        with self._tx(f"deactivate endpoint {name}") as conn:
+            conn.execute("UPDATE endpoints SET is_active=0, updated_at=? WHERE name=? AND is_active",
+                         (_ts(utcnow()), name))
 
     def sync_state(self, endpoint: str, container: str) -> SyncState:
         row = self.conn.execute("SELECT * FROM sync_state WHERE endpoint=? AND container=?",

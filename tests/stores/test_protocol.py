@@ -10,7 +10,7 @@ import pytest
 from file_connector_dagster.engine import commit_changes, open_changes, sync_container
 from file_connector_dagster.errors import StoreError
 from file_connector_dagster.records import ChangePage
-from file_connector_dagster.stores.protocol import ContainerSync, DeleteGuard, MassDeleteError
+from file_connector_dagster.stores.protocol import ContainerSync, DeleteGuard, MassDeleteError, prune_endpoint
 
 from .helpers import ENDPOINT, ListSource, all_files, rec
 
@@ -168,3 +168,23 @@ def test_guard_on_a_standalone_style_store_counts_before_writing(store):
             with ContainerSync(store, ENDPOINT, C) as sync:
                 sync.apply(page)
     assert writes == [] and live(store) == everything
+
+
+# -- defect 7: endpoints removed from connector.yaml -------------------------------------------------------
+def test_prune_endpoint_tombstones_every_container_under_the_guard(store):
+    store.upsert_endpoint("old", "local", None, None, {"roots": ["share"]})
+    store.upsert_endpoint(ENDPOINT, "local", None, None, {})
+    first_listing(store, n=30)  # the endpoint that stays
+    for container, n in (("a", 25), ("b", 4)):
+        store.apply_page("old", container, ChangePage(upserts=[rec(f"{container}{i}") for i in range(n)], cursor="c"))
+
+    with pytest.raises(MassDeleteError, match=r"endpoint 'old', container 'a': this sync would tombstone 25 files"):
+        prune_endpoint(store, "old")
+    assert store.count_files("old") == 29
+    assert {e.name: e.is_active for e in store.endpoints()} == {ENDPOINT: True, "old": False}
+
+    assert prune_endpoint(store, "old", DeleteGuard(allow=True)) == 29
+    assert store.count_files("old") == 0 and store.count_files("old", include_deleted=True) == 29
+    assert store.count_files(ENDPOINT) == 30  # the endpoint that stays is untouched
+    assert store.sync_state("old", "a").cursor is None  # re-adding the endpoint lists it afresh
+    assert prune_endpoint(store, "old") == 0
