@@ -147,6 +147,7 @@ def commit_changes(store: Store, stream: ChangeStream,
     A failure leaves the cursor at the last committed page, records the sync as failed and re-raises.
     """
     sync = ContainerSync(store, stream.endpoint, stream.container, stream.guard, full=stream.full).start()
+    stream.source.cancel_event.clear()
     started = time.monotonic()
     pages: Iterator[ChangePage] | Prefetch | None = None
     try:
@@ -164,6 +165,7 @@ def commit_changes(store: Store, stream: ChangeStream,
                 on_page(page, sync.stats)
     except BaseException as exc:
         sync.stats.duration_s = round(time.monotonic() - started, 3)
+        stream.source.cancel_event.set()  # the fetch thread's retry and throttling waits end now
         _close(pages)
         sync.finish(exc, error_text)
         raise

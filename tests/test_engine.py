@@ -92,3 +92,89 @@ def test_a_store_failure_stops_the_fetcher(tmp_path):
     time.sleep(0.3)
     assert source.produced <= 7  # stopped, not fetching the other thousand pages in the background
     assert store.sync_state("ep", "c").cursor == "2"
+
+
+class ThrottledServer:
+    """A real HTTP server on 127.0.0.1: page 0 answers, every later page is 503 with Retry-After: 100."""
+
+    def __init__(self):
+        import http.server
+
+        self.requests = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests += 1
+                ok = self.path.endswith("/0")
+                body = b'{"n": 0}' if ok else b'{"error": {"code": "serviceNotAvailable", "message": "busy"}}'
+                self.send_response(200 if ok else 503)
+                if not ok:
+                    self.send_header("Retry-After", "100")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class HttpPagesSource(CountingSource):
+    """Each page is one GET through the shared HttpClient, which honours the source's cancel event."""
+
+    def __init__(self, url: str):
+        super().__init__(pages=10)
+        from file_connector_dagster.sources.http import HttpClient, RetryPolicy
+
+        self.client = HttpClient("endpoint 'ep', container 'c'", policy=RetryPolicy(max_wait_s=300),
+                                 cancel=self.cancel_event)
+        self.url = url
+
+    def sync(self, container, cursor, folders):
+        for n in range(self.pages):
+            self.client.get_json(f"{self.url}/page/{n}")
+            yield ChangePage(upserts=[FileRecord(f"{n}", f"{n}.txt", f"{n}.txt", change_key="k")], cursor=str(n + 1),
+                             last=n == self.pages - 1)
+
+
+def test_a_failed_sync_stops_the_fetchers_retry_wait_at_once(tmp_path):
+    """The store fails while the fetch thread waits out a Retry-After of 100 s: the sync ends at once, the
+    thread stops with it and sends nothing more (it used to retry for minutes after the lease was freed)."""
+    server = ThrottledServer()
+
+    class Broken(SQLiteStore):
+        def apply_page(self, endpoint, container, page, **sync):
+            time.sleep(0.5)  # meanwhile the fetcher gets its 503 and starts waiting
+            raise RuntimeError("disk full")
+
+    store = Broken(tmp_path / "x.db")
+    store.migrate()
+    source = HttpPagesSource(server.url)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="disk full"):
+            sync_container(source, store, "c")
+        assert time.monotonic() - started < 5
+        assert not [t for t in threading.enumerate() if t.name == "page-prefetch"]
+        requests = server.requests
+        assert requests == 2  # page 0, then page 1's 503
+        time.sleep(0.5)
+        assert server.requests == requests
+        assert store.sync_logs("ep")[0].status == "failed" and store.sync_state("ep", "c").running_sync is None
+
+        # the same source syncs again afterwards: the event is cleared when a sync starts
+        healthy = SQLiteStore(tmp_path / "y.db")
+        healthy.migrate()
+        source.pages = 1
+        assert sync_container(source, healthy, "c").added == 1
+    finally:
+        server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,16 @@ class Source(ABC):
             SourceError: the provider failed.
         """
         raise ContentUnavailable(f"endpoint {self.endpoint!r}: {self.type_name} sources cannot serve file content")
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """Set by the engine when the sync using this source stops (a failure, an interrupt): hand it to
+        every HttpClient (`cancel=`) so that retry and throttling waits end at once and the fetch thread
+        stops with the sync. Cleared when the next sync starts."""
+        event = self.__dict__.get("_cancel_event")
+        if event is None:
+            event = self.__dict__.setdefault("_cancel_event", threading.Event())
+        return event
 
     def close(self) -> None:
         """Release connections."""

@@ -75,7 +75,7 @@ class TokenBucket:
         self.updated = time.monotonic()
         self.lock = threading.Lock()
 
-    def acquire(self) -> float:
+    def acquire(self, sleep: Callable[[float], None] = time.sleep) -> float:
         """Take one token, sleeping until there is one. Returns the seconds slept."""
         with self.lock:
             now = time.monotonic()
@@ -84,7 +84,7 @@ class TokenBucket:
             self.tokens -= 1
             wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
         if wait > 0:
-            time.sleep(wait)
+            sleep(wait)
         return wait
 
 
@@ -219,14 +219,16 @@ class HttpClient:
     def __init__(self, label: str, auth: AuthHeaders | None = None, ca_bundle: str | None = None,
                  policy: RetryPolicy | None = None, requests_per_second: float = 0.0, burst: float = 10.0,
                  timeout_s: float = 60.0, session: requests.Session | None = None,
-                 sleep: Callable[[float], None] = time.sleep, pacing: AdaptivePacing | None = None):
+                 sleep: Callable[[float], None] | None = None, pacing: AdaptivePacing | None = None,
+                 cancel: threading.Event | None = None):
         self.label = label
+        self.cancel = cancel or threading.Event()  # set: every wait ends at once and the request fails
         self.auth = auth
         self.policy = policy or RetryPolicy()
         self.requests_per_second, self.burst = requests_per_second, burst
         self.timeout_s = timeout_s
         self.session = session or tls_session(ca_bundle)
-        self.sleep = sleep
+        self.sleep = sleep or self._sleep_unless_cancelled
         self.calls = 0  # HTTP attempts made (what ChangePage.api_calls reports)
         self.waited_s = 0.0  # time spent waiting out throttling and failures, against the budget
         self.pacing = pacing or AdaptivePacing()
@@ -234,6 +236,14 @@ class HttpClient:
 
     def close(self) -> None:
         self.session.close()
+
+    def _cancelled(self) -> SourceError:
+        return SourceError(f"{self.label}: stopped: the sync was cancelled", retryable=True)
+
+    def _sleep_unless_cancelled(self, seconds: float) -> None:
+        """Wait, unless the sync this client serves stops meanwhile (then raise at once)."""
+        if self.cancel.wait(seconds):
+            raise self._cancelled()
 
     @staticmethod
     def describe(method: str, url: str) -> str:
@@ -262,8 +272,10 @@ class HttpClient:
         attempt = 0
         while True:
             attempt += 1
+            if self.cancel.is_set():
+                raise self._cancelled()
             if self.requests_per_second > 0:
-                bucket_for(urlsplit(url).netloc, self.requests_per_second, self.burst).acquire()
+                bucket_for(urlsplit(url).netloc, self.requests_per_second, self.burst).acquire(self.sleep)
             self.paced_s += self.pacing.before_request(self.sleep)
             send_headers = dict(headers or {})
             if self.auth is not None:

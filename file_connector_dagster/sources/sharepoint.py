@@ -286,7 +286,7 @@ class SharePointSource(Source):
         policy = RetryPolicy(max_wait_s=d.max_wait_s, total_wait_s=d.throttle_budget_s, backoff_base_s=d.backoff_base_s)
         return HttpClient(self._label(container), auth=self.auth, policy=policy, session=self.session,
                           requests_per_second=d.requests_per_second, burst=max(1.0, 2 * d.requests_per_second),
-                          timeout_s=d.timeout_s)
+                          timeout_s=d.timeout_s, cancel=self.cancel_event)
 
     def _checked_link(self, link: Any, client: HttpClient, what: str) -> str:
         """Links from a response are followed only on the Graph host: the bearer token goes nowhere else."""
@@ -394,7 +394,7 @@ class SharePointSource(Source):
             if not location or urlsplit(location).scheme != "https":
                 raise SourceError(f"{client.label}: {what}: the redirect has no https download URL")
             download = HttpClient(client.label, policy=client.policy, session=self.session,
-                                  timeout_s=self.details.timeout_s)
+                                  timeout_s=self.details.timeout_s, cancel=self.cancel_event)
             response = download.request("GET", location, stream=True, what=f"{what} (download URL)")
         return self._chunks(response, chunk_size)
 

@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 
 def open_store(config: "ConnectorConfig", migrate: bool = True) -> Store:
-    """Open the configured store (resolving environment references now) and apply pending migrations."""
+    """Open the configured store (resolving environment references now) and apply pending migrations
+    (once per database per process)."""
     cfg = config.store
     if cfg.type == "sqlite":
         from .sqlite import SQLiteStore
@@ -27,13 +28,23 @@ def open_store(config: "ConnectorConfig", migrate: bool = True) -> Store:
 
         uri, password = cfg.uri.resolve_parts("store.uri: ")
         store = MongoStore(uri, cfg.database, password=password)
-    if migrate:
+    if migrate and _schema_key(store) not in _MIGRATED:
         try:
             store.migrate()
         except BaseException:
             store.close()
             raise
+        _MIGRATED.add(_schema_key(store))
     return store
+
+
+# Databases this process has migrated already: a run opens the store in several steps, and migrating takes
+# a lock (PostgreSQL's advisory lock) that every other process opening the store would wait on.
+_MIGRATED: set[str] = set()
+
+
+def _schema_key(store: Store) -> str:
+    return getattr(store, "schema_key", store.label)
 
 
 __all__ = ["Store", "open_store"]

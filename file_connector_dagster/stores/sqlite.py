@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -188,6 +189,8 @@ class SQLiteStore(Store):
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
+            st = os.stat(self.path)
+            self.schema_key = f"{self.label}#{st.st_dev}:{st.st_ino}"  # a file deleted and made again is new
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{self.label}: cannot open the database: {exc}") from None
 

@@ -42,10 +42,11 @@ def workdir(tmp_path, hook_server, monkeypatch):  # noqa: F811
 
 def run_sensor(defs, name, instance, run, event_type, connector):
     records = instance.get_records_for_run(run.run_id, of_type=event_type).records
-    context = build_run_status_sensor_context(
-        sensor_name=name, dagster_event=records[-1].event_log_entry.dagster_event, dagster_instance=instance,
-        dagster_run=run, resources={"connector": connector})
-    return defs.resolve_sensor_def(name)(context)
+    # `with`: the connector resource has a run lifecycle (it opens the run's store once and closes it)
+    with build_run_status_sensor_context(
+            sensor_name=name, dagster_event=records[-1].event_log_entry.dagster_event, dagster_instance=instance,
+            dagster_run=run, resources={"connector": connector}) as context:
+        return defs.resolve_sensor_def(name)(context)
 
 
 def test_success_and_failure_runs_notify_once_each(workdir, hook_server):  # noqa: F811
