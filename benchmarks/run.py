@@ -350,6 +350,20 @@ def markdown(args: argparse.Namespace, big: dict[str, Any], small: dict[str, Any
         table("Small library (MongoDB, and P5 against N)", m, small)
     out.extend(["\"listing step\" is the listing asset's own duration as the CLI prints it (fetch, parse, commit); the "
                 "rest of a P row is process start-up, Dagster's run and the files step.", ""])
+    split = []
+    for store in ("postgres", "sqlite"):
+        runs = big.get(store, {})
+        if runs.get("P1") and runs.get("P2"):
+            p1, p2 = runs["P1"], runs["P2"]
+            rest = p1.seconds - p1.extra["listing_s"] - p2.seconds
+            split.append(f"| {store} | {p1.seconds:.1f} | {p1.extra['listing_s']:.1f} "
+                         f"({ratio(p1.extra['listing_s'], big['floor'].seconds if big.get('floor') else None)} the floor) | "
+                         f"{p2.seconds:.1f} | {rest:.1f} |")
+    if split:
+        out.extend([f"Where P1's time goes at {n:,} items (P2, a sync with nothing to do, stands for process start-up, "
+                    "Dagster's run and two steps with nothing to do):", "",
+                    "| store | P1 | listing step | start-up + Dagster (= P2) | the rest: the files step |",
+                    "|---|---|---|---|---|", *split, ""])
 
     targets: list[tuple[str, str, str]] = []
     pg = big.get("postgres", {})
