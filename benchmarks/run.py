@@ -286,14 +286,14 @@ def defs_main(config: str) -> None:
 
     from file_connector_dagster.defs import build_definitions
 
-    imported = time.perf_counter()
+    imported, cpu = time.perf_counter(), time.process_time()
     defs = build_definitions(config)
     built = time.perf_counter()
     repository = defs.get_repository_def()
     jobs = len(repository.get_all_jobs())
     resolved = time.perf_counter()
     print(json.dumps({"import_s": imported - started, "build_s": built - imported, "resolve_s": resolved - built,
-                      "jobs": jobs}))
+                      "cpu_s": time.process_time() - cpu, "jobs": jobs}))
 
 
 # -- the report ----------------------------------------------------------------------------------------
@@ -389,8 +389,9 @@ def markdown(args: argparse.Namespace, big: dict[str, Any], small: dict[str, Any
     if p4:
         total = p4.extra["build_s"] + p4.extra["resolve_s"]
         targets.append((f"P4 definitions load < 2 s ({args.endpoints} endpoints: build + resolve, after imports)",
-                        f"{total:.2f} s (imports {p4.extra['import_s']:.2f} s, whole process {p4.seconds:.2f} s, "
-                        f"{p4.rss_mb:.0f} MB)", "met" if total < 2 else "missed"))
+                        f"{total:.2f} s, of it {p4.extra['cpu_s']:.2f} s CPU (imports before it "
+                        f"{p4.extra['import_s']:.2f} s, whole process {p4.seconds:.2f} s, {p4.rss_mb:.0f} MB)",
+                        "met" if total < 2 else "missed"))
     out.extend(["## Targets (issue 8)", "", "| target | this run | |", "|---|---|---|"])
     out.extend(f"| {t} | {v} | {s} |" for t, v, s in targets)
     out.extend(["", "Reproduce: `make bench` (100k), or `python benchmarks/run.py --items 300000`. PostgreSQL at "
