@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: install test sync dev
+.PHONY: install test sync dev bench-runs
 
 install:
 	$(PYTHON) -m pip install -q -e .
@@ -17,3 +17,7 @@ sync: install
 
 dev: install
 	DAGSTER_HOME=$(CURDIR) dagster dev -w workspace.yaml
+
+# A sync through Dagster's daemon next to the CLI sync of the same container (prints seconds and ratios).
+bench-runs:
+	$(PYTHON) benchmarks/run_overhead.py --containers 8

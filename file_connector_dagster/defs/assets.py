@@ -6,8 +6,8 @@ inside a group named after the endpoint."""
 
 
 from dagster import (
-    AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, Config, DynamicPartitionsDefinition, Failure,
-    asset,
+    AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, BackfillPolicy, Config, DynamicPartitionsDefinition,
+    Failure, asset,
 )
 
 from ..config import EndpointConfig, dagster_name
@@ -44,6 +44,11 @@ def partitions_for(endpoint: EndpointConfig) -> DynamicPartitionsDefinition:
     return DynamicPartitionsDefinition(name=f"{group_name(endpoint)}_containers")
 
 
+# A backfill (or a schedule tick) over many containers is one run, not one run worker per container;
+# each container inside it still syncs on its own (see io_managers).
+ONE_RUN = BackfillPolicy.single_run()
+
+
 def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
                           partitions: DynamicPartitionsDefinition) -> list[AssetsDefinition]:
     name = endpoint.name
@@ -58,8 +63,10 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
         tags=tags,
         io_manager_key="listings_io_manager",
         pool=f"file_connector_{endpoint.type}",
+        backfill_policy=ONE_RUN,
     )
-    def listing(context: AssetExecutionContext, config: ListingConfig, connector: FileConnectorResource) -> ChangeStream:
+    def listing(context: AssetExecutionContext, config: ListingConfig,
+                connector: FileConnectorResource) -> list[ChangeStream]:
         try:
             source = connector.source(name)
             with connector.store() as store:
@@ -68,8 +75,8 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
             if exc.retryable:
                 raise
             raise Failure(description=error_text(exc), allow_retries=False) from None
-        # nothing is read yet: the IO manager takes the container's lease, then reads its cursor
-        return open_changes(source, context.partition_key, full=config.full)
+        # nothing is read yet: the IO manager takes each container's lease, then reads its cursor
+        return [open_changes(source, container, full=config.full) for container in context.partition_keys]
 
     @asset(
         key=files_key(name),
@@ -83,10 +90,11 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
         kinds={store_kind},
         tags=tags,
         io_manager_key="files_io_manager",
+        backfill_policy=ONE_RUN,
     )
-    def files(context: AssetExecutionContext, listing: ChangedFiles) -> ProcessedPages:
+    def files(context: AssetExecutionContext, listing: list[ChangedFiles]) -> list[ProcessedPages]:
         processors = build_processors(endpoint.processors)
-        return ProcessedPages(name, context.partition_key,
-                              (run_processors(processors, page) for page in listing.pages()))
+        return [ProcessedPages(name, changed.container, (run_processors(processors, page) for page in changed.pages()))
+                for changed in listing]
 
     return [listing, files]
