@@ -10,6 +10,7 @@ from dagster import Definitions, in_process_executor
 from ..config import config_path, load_config
 from .assets import build_endpoint_assets, partitions_for
 from .io_managers import FilesIOManager, ListingsIOManager
+from .notifications import build_notification_sensors
 from .resources import FileConnectorResource
 from .triggers import build_discovery_sensor, build_job, build_schedule
 
@@ -33,6 +34,7 @@ def build_definitions(path: str | os.PathLike | None = None, retries: bool = Tru
         sensors.append(build_discovery_sensor(endpoint, job, partitions))
         if endpoint.schedule:
             schedules.append(build_schedule(endpoint, job, partitions))
+    sensors += build_notification_sensors(config, jobs)
     return Definitions(
         assets=assets,
         jobs=jobs,
