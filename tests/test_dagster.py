@@ -263,7 +263,7 @@ def test_cli_health_validate_and_migrate(workdir, capsys):
 def test_one_run_over_many_containers_syncs_each_on_its_own(workdir):
     """A single-run backfill (or a schedule tick) covers a partition range in one run; each container keeps
     its own sync log and its own materialization counts, and one failing container does not stop the rest."""
-    defs = build_definitions(workdir / "connector.yaml", retries=False)  # a vanished folder is retryable
+    defs = build_definitions(workdir / "connector.yaml", retries=False)  # a held lease is retryable
     listing = defs.resolve_assets_def(AssetKey(["team-share", "listing"]))
     assert listing.backfill_policy.max_partitions_per_run is None  # single run
     job = defs.resolve_job_def("Sync_team_share")
@@ -285,8 +285,13 @@ def test_one_run_over_many_containers_syncs_each_on_its_own(workdir):
             ("alpha", "success"), ("beta", "success"), ("gamma", "success")]
         store.close()
 
-        # beta vanishes: alpha and gamma still sync and show as materialized, the run names beta
-        os.rename(workdir / "share/beta", workdir / "beta-moved")
+        # another machine's sync holds beta: alpha and gamma still sync and show as materialized, the run names beta
+        from datetime import timedelta
+
+        store = SQLiteStore(workdir / "inv.db")
+        store.take_lease("team-share", "beta", "elsewhere:1", datetime.now(timezone.utc) + timedelta(minutes=30),
+                         lambda held: True)
+        store.close()
         (workdir / "share/gamma/g2.txt").write_text("g2")
         result = job.execute_in_process(instance=instance, tags=span, raise_on_error=False)
         assert not result.success
