@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -61,15 +62,15 @@ _UNSEEN = ("f.endpoint = %(endpoint)s AND f.container = %(container)s AND f.dele
 _UNDER = "endpoint = %(endpoint)s AND container = %(container)s AND starts_with(path, %(prefix)s)"
 
 
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]").search
+# One encoder for every record: json.dumps with options builds a new JSONEncoder per call (a third of the cost).
+# JSON text never holds a raw tab or newline, so in COPY's text format only its backslashes need doubling.
+_metadata_json = json.JSONEncoder(default=str, ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _copy_text(value: str) -> str:
-    """A string in COPY's text format (most values need no escaping; checking first is 5x faster)."""
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return value
-
-
-def _copy_opt(value: str | None) -> str:
-    return "\\N" if value is None else _copy_text(value)
+    """A string in COPY's text format."""
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _copy_time(value: datetime | None) -> str:
@@ -79,17 +80,27 @@ def _copy_time(value: datetime | None) -> str:
 
 
 def copy_rows(records: list[FileRecord]) -> io.StringIO:
-    """The page's records as COPY text for page_files (also used by benchmarks/pg_upsert.py)."""
-    lines = [
-        "\t".join((
-            _copy_text(rec.external_id), _copy_text(rec.title), _copy_text(rec.path), _copy_opt(rec.file_link),
-            _copy_time(rec.date_created), _copy_time(rec.date_updated), "\\N" if rec.size is None else str(int(rec.size)),
-            _copy_opt(rec.mime_type), _copy_opt(rec.change_key), _copy_opt(rec.project_id), _copy_opt(rec.user_id),
-            _copy_text(json.dumps(rec.metadata, default=str, ensure_ascii=False)),
-        ))
-        for rec in records
-    ]
-    lines.append("")
+    """The page's records as COPY text for page_files (also used by benchmarks/pg_upsert.py).
+
+    The hot path of a first sync (a few microseconds a record): the text fields are checked for characters
+    that need escaping once, together, and escaped one by one only when some do.
+    """
+    lines = []
+    append = lines.append
+    for rec in records:
+        texts = [rec.external_id, rec.title, rec.path, rec.file_link, rec.mime_type, rec.change_key, rec.project_id,
+                 rec.user_id]
+        if _NEEDS_ESCAPE("".join([t for t in texts if t is not None])):
+            texts = [None if t is None else _copy_text(t) for t in texts]
+        external_id, title, path, link, mime, change_key, project_id, user_id = texts
+        append("\t".join((
+            external_id, title, path, "\\N" if link is None else link, _copy_time(rec.date_created),
+            _copy_time(rec.date_updated), "\\N" if rec.size is None else str(int(rec.size)),
+            "\\N" if mime is None else mime, "\\N" if change_key is None else change_key,
+            "\\N" if project_id is None else project_id, "\\N" if user_id is None else user_id,
+            _metadata_json(rec.metadata).replace("\\", "\\\\"),
+        )))
+    append("")
     return io.StringIO("\n".join(lines))
 
 
@@ -164,9 +175,11 @@ class _PostgresTx(PageTx):
 
     def insert_new(self, endpoint: str, container: str, records: list[FileRecord], now: datetime) -> set[str]:
         self.cur.copy_expert("COPY page_files FROM STDIN", copy_rows(records))
-        self.cur.execute(_INSERT_NEW_SQL, {"endpoint": endpoint, "container": container, "now": now})
-        inserted = {r["external_id"] for r in self.cur.fetchall()}
-        existing = {r.external_id for r in records} - inserted
+        # only the ids already stored come back (normally none), not one row per inserted file
+        self.cur.execute(f"WITH inserted AS ({_INSERT_NEW_SQL}) SELECT array_agg(p.external_id) AS existing "
+                         "FROM page_files p WHERE p.external_id NOT IN (SELECT external_id FROM inserted)",
+                         {"endpoint": endpoint, "container": container, "now": now})
+        existing = set(self.cur.fetchone()["existing"] or ())
         if existing:  # write_files comes next in this page (ON COMMIT DELETE ROWS empties it otherwise)
             self.cur.execute("DELETE FROM page_files")
         return existing
