@@ -12,7 +12,7 @@ from typing import Iterator
 
 from dagster import AssetMaterialization, ConfigurableIOManager, Failure, InputContext, MetadataValue, OutputContext
 
-from ..engine import ChangeStream, commit_changes, error_text
+from ..engine import ChangeStream, commit_changes, error_text, redacted
 from ..errors import FileConnectorError
 from ..records import FileRecord
 from ..stores import Store
@@ -76,7 +76,7 @@ def _report(context: OutputContext, by_container: dict[str, dict], failures: lis
 
 
 def _single_failure(exc: FileConnectorError) -> Exception:
-    return exc if exc.retryable else Failure(description=error_text(exc), allow_retries=False)
+    return redacted(exc) if exc.retryable else Failure(description=error_text(exc), allow_retries=False)
 
 
 class ListingsIOManager(ConfigurableIOManager):

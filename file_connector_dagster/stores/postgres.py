@@ -14,7 +14,7 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
-from ..errors import StoreError
+from ..errors import StoreError, scrub
 from ..records import FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
 from .base import FILE_COLUMNS, PageTx, Store, Stored
 from .migrations import MIGRATIONS
@@ -257,13 +257,26 @@ class PostgresStore(Store):
     """Files in a PostgreSQL database (psycopg2). One connection per store; a broken connection is
     replaced on the next call, so a sync can be re-run with the same store after the server comes back."""
 
-    def __init__(self, dsn: str, connect_timeout: int = 10):
-        self.dsn = dsn
-        self.label = _label(dsn)
+    def __init__(self, dsn: str, connect_timeout: int = 10, password: str | None = None):
+        """Args:
+            dsn: a libpq connection string or URI; best without the password, which
+            password: is handed to libpq as its own parameter (no percent-encoding needed) and scrubbed
+                from every error message.
+        """
+        from ..config import split_uri_password
+
+        self.dsn, inline = split_uri_password(dsn)  # a password left in a URI is taken out all the same
+        self._password = password if password is not None else inline
+        self.label = _label(self.dsn)
         self.connect_timeout = connect_timeout
         self._conn: psycopg2.extensions.connection | None = None
         self._lock = threading.RLock()  # one connection: calls from several threads take turns
         self._connection("connect")
+
+    def _clean(self, exc: BaseException) -> str:
+        """The driver's message, one line, without the password or the connection string (libpq quotes
+        the string it could not parse)."""
+        return scrub(_one_line(exc), self._password, self.dsn if len(self.dsn) > 12 else None)
 
     # -- connection and transactions ------------------------------------------------------------
     def _connection(self, operation: str) -> psycopg2.extensions.connection:
@@ -271,14 +284,15 @@ class PostgresStore(Store):
             return self._conn
         self._conn = None
         try:
+            extra = {"password": self._password} if self._password is not None else {}
             conn = psycopg2.connect(self.dsn, connect_timeout=self.connect_timeout,
-                                    application_name="file-connector")
+                                    application_name="file-connector", **extra)
             with conn.cursor() as cur:
                 cur.execute("SET TIME ZONE 'UTC'")  # timestamps come back tz-aware in UTC
                 cur.execute(_PAGE_TABLE_DDL)
             conn.commit()
         except psycopg2.Error as exc:
-            raise StoreError(f"{self.label}: {operation}: cannot connect: {_one_line(exc)}") from None
+            raise StoreError(f"{self.label}: {operation}: cannot connect: {self._clean(exc)}") from None
         self._conn = conn
         return conn
 
@@ -296,7 +310,7 @@ class PostgresStore(Store):
                 if isinstance(exc, psycopg2.Error):
                     lost = bool(conn.closed)
                     hint = " (connection lost; nothing of this operation was committed)" if lost else ""
-                    raise StoreError(f"{self.label}: {operation}: {_one_line(exc)}{hint}") from None
+                    raise StoreError(f"{self.label}: {operation}: {self._clean(exc)}{hint}") from None
                 raise
 
     def _rollback(self, conn: psycopg2.extensions.connection) -> None:
