@@ -5,16 +5,20 @@ The key's last part says what the node is: the UI titles graph nodes and sidebar
 inside a group named after the endpoint."""
 
 
+from typing import Iterator
+
 from dagster import (
     AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, BackfillPolicy, Config, DynamicPartitionsDefinition,
-    Failure, asset,
+    Failure,
+    asset,
 )
 
 from ..config import EndpointConfig, dagster_name
 from ..engine import ChangeStream, error_text, redacted, open_changes, register_endpoint
 from ..errors import FileConnectorError
-from ..processors.base import build_processors, run_processors
-from .io_managers import ChangedFiles, ProcessedPages
+from ..processing import ProcessingStream
+from ..processors.base import build_processors
+from .io_managers import ChangedFiles
 from .resources import FileConnectorResource
 
 
@@ -76,7 +80,8 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
                 raise redacted(exc)
             raise Failure(description=error_text(exc), allow_retries=False) from None
         # nothing is read yet: the IO manager takes each container's lease, then reads its cursor
-        return [open_changes(source, container, full=config.full) for container in context.partition_keys]
+        return [open_changes(source, container, full=config.full, processors=build_processors(endpoint.processors))
+                for container in context.partition_keys]
 
     @asset(
         key=files_key(name),
@@ -92,9 +97,8 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
         io_manager_key="files_io_manager",
         backfill_policy=ONE_RUN,
     )
-    def files(context: AssetExecutionContext, listing: list[ChangedFiles]) -> list[ProcessedPages]:
-        processors = build_processors(endpoint.processors)
-        return [ProcessedPages(name, changed.container, (run_processors(processors, page) for page in changed.pages()))
-                for changed in listing]
+    def files(context: AssetExecutionContext, listing: list[ChangedFiles]) -> Iterator[ProcessingStream]:
+        # one container at a time: each opens its store and source only when the IO manager gets to it
+        return (changed.process(build_processors(endpoint.processors), context.log) for changed in listing)
 
     return [listing, files]
