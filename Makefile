@@ -5,9 +5,10 @@ PYTHON ?= python3
 install:
 	$(PYTHON) -m pip install -q -e .
 
-# Installs the test dependencies, makes sure the local PostgreSQL answers, runs the whole suite.
+# Installs the test dependencies (Debian's chromium for the browser test included), makes sure the local PostgreSQL answers, runs the whole suite.
 test:
 	$(PYTHON) -m pip install -q -e ".[test]"
+	@test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -n | tail -1) main start
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 	$(PYTHON) -m pytest -q

@@ -288,9 +288,13 @@ def test_one_run_over_many_containers_syncs_each_on_its_own(workdir):
         listed = {(e.asset_key.path[-1], e.partition): e.materialization.metadata["listed"].value
                   for e in result.get_asset_materialization_events() if "listed" in e.materialization.metadata}
         assert listed == {("listing", "alpha"): 3, ("listing", "beta"): 1, ("listing", "gamma"): 1}
-        processed = {e.partition: e.materialization.metadata["processed"].value
-                     for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "files"}
-        assert processed == {"alpha": 3, "beta": 1, "gamma": 1}
+        # the filters decide while the listing commits; the files step has its own entry per container
+        decided = {e.partition: e.materialization.metadata["processed_while_listing"].value
+                   for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "listing"}
+        assert decided == {"alpha": 1, "beta": 1, "gamma": 1}
+        files = {e.partition: e.materialization.metadata["pending"].value
+                 for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "files"}
+        assert files == {"alpha": 0, "beta": 0, "gamma": 0}
         store = SQLiteStore(workdir / "inv.db")
         assert sorted((log.container, log.status) for log in store.latest_syncs()) == [
             ("alpha", "success"), ("beta", "success"), ("gamma", "success")]

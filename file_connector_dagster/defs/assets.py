@@ -5,7 +5,6 @@ The key's last part says what the node is: the UI titles graph nodes and sidebar
 inside a group named after the endpoint."""
 
 
-from typing import Iterator
 
 from dagster import (
     AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, BackfillPolicy, Config, DynamicPartitionsDefinition,
@@ -16,9 +15,8 @@ from dagster import (
 from ..config import EndpointConfig, dagster_name
 from ..engine import ChangeStream, error_text, redacted, open_changes, register_endpoint
 from ..errors import FileConnectorError
-from ..processing import ProcessingStream
 from ..processors.base import build_processors
-from .io_managers import ChangedFiles
+from .io_managers import ChangedFiles, ProcessingStreams
 from .resources import FileConnectorResource
 
 
@@ -97,8 +95,8 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
         io_manager_key="files_io_manager",
         backfill_policy=ONE_RUN,
     )
-    def files(context: AssetExecutionContext, listing: list[ChangedFiles]) -> Iterator[ProcessingStream]:
-        # one container at a time: each opens its store and source only when the IO manager gets to it
-        return (changed.process(build_processors(endpoint.processors), context.log) for changed in listing)
+    def files(context: AssetExecutionContext, listing: list[ChangedFiles]) -> ProcessingStreams:
+        return ProcessingStreams(changed.process(build_processors(endpoint.processors), context.log)
+                                 for changed in listing)
 
     return [listing, files]

@@ -8,7 +8,7 @@ materialization with its own counts; one failing container does not stop the oth
 
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from dagster import AssetMaterialization, ConfigurableIOManager, Failure, InputContext, MetadataValue, OutputContext
 
@@ -51,6 +51,14 @@ class ChangedFiles:
             yield from store.iter_files(self.endpoint, self.container, include_deleted=False, page_size=page_size)
         finally:
             store.close()
+
+
+@dataclass
+class ProcessingStreams:
+    """The files asset's output: each container's processing stream, opened only when the IO manager
+    gets to it (a run over many containers holds one store and source open at a time)."""
+
+    streams: Iterator[ProcessingStream]
 
 
 def _store_metadata(store: Store) -> dict[str, MetadataValue]:
@@ -134,13 +142,13 @@ class FilesIOManager(ConfigurableIOManager):
 
     connector: FileConnectorResource
 
-    def handle_output(self, context: OutputContext, obj: Iterable[ProcessingStream]) -> None:
+    def handle_output(self, context: OutputContext, obj: ProcessingStreams) -> None:
         store = self.connector.store()
         single = len(_partition_keys(context)) <= 1
         by_container: dict[str, dict] = {}
         failures: list[tuple[str, FileConnectorError]] = []
         try:
-            streams = iter(obj)
+            streams = obj.streams
             while True:
                 try:
                     stream = next(streams)  # opens the container's store and source

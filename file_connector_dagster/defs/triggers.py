@@ -5,7 +5,7 @@ partitions definitions fails validation)."""
 import json
 
 from dagster import (
-    AssetSelection, AssetsDefinition, Backoff, DefaultSensorStatus, DynamicPartitionsDefinition, Jitter,
+    AssetSelection, AssetsDefinition, Backoff, DefaultScheduleStatus, DefaultSensorStatus, DynamicPartitionsDefinition, Jitter,
     RetryPolicy, RunRequest, ScheduleEvaluationContext, SensorDefinition, SensorEvaluationContext, SensorResult,
     SkipReason, define_asset_job, in_process_executor, schedule, sensor,
 )
@@ -74,6 +74,7 @@ def build_schedule(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition,
         cron_schedule=endpoint.schedule.cron,
         execution_timezone=endpoint.schedule.timezone,
         description=f"Sync {endpoint.name} on '{endpoint.schedule.cron}' ({endpoint.schedule.timezone}).",
+        default_status=DefaultScheduleStatus.RUNNING,  # a schedule written in connector.yaml is meant to run
     )
     def _schedule(context: ScheduleEvaluationContext):
         keys = context.instance.get_dynamic_partitions(partitions.name)
