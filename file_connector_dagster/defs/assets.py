@@ -6,8 +6,10 @@ inside a group named after the endpoint."""
 
 
 
+import warnings
+
 from dagster import (
-    AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, BackfillPolicy, Config, DynamicPartitionsDefinition,
+    AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, BackfillPolicy, BetaWarning, Config, DynamicPartitionsDefinition,
     Failure,
     asset,
 )
@@ -47,8 +49,10 @@ def partitions_for(endpoint: EndpointConfig) -> DynamicPartitionsDefinition:
 
 
 # A backfill (or a schedule tick) over many containers is one run, not one run worker per container;
-# each container inside it still syncs on its own (see io_managers).
+# each container inside it still syncs on its own (see io_managers). Beta in 1.13: the warning would
+# otherwise print on every CLI command and code location load.
 ONE_RUN = BackfillPolicy.single_run()
+warnings.filterwarnings("ignore", message=".*`backfill_policy`.*", category=BetaWarning)
 
 
 def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
