@@ -24,6 +24,7 @@ from .resources import FileConnectorResource
 
 class ListingConfig(Config):
     full: bool = False  # forget the cursor and list the container again (deletions found at the end)
+    allow_mass_delete: bool = False  # let this run tombstone more than the endpoint's delete_guard allows
 
 
 def listing_key(endpoint_name: str) -> AssetKey:
@@ -82,7 +83,9 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
                 raise redacted(exc)
             raise Failure(description=error_text(exc), allow_retries=False) from None
         # nothing is read yet: the IO manager takes each container's lease, then reads its cursor
-        return [open_changes(source, container, full=config.full, processors=build_processors(endpoint.processors))
+        guard = connector.endpoint(name).delete_guard.guard(allow=config.allow_mass_delete)
+        return [open_changes(source, container, full=config.full, guard=guard,
+                             processors=build_processors(endpoint.processors))
                 for container in context.partition_keys]
 
     @asset(
