@@ -33,6 +33,13 @@ class SyncInterrupted(FileConnectorError):
     retryable = False
 
 
+class ContentUnavailable(SourceError):
+    """A file's content cannot be read from its source: the source type cannot serve content, or the
+    file is gone. Processors record such a file as skipped with this reason."""
+
+    retryable = False
+
+
 class StoreError(FileConnectorError):
     """The store failed (names the store and the operation)."""
 
