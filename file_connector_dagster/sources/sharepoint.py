@@ -283,15 +283,7 @@ class SharePointSource(Source):
         policy = RetryPolicy(max_wait_s=d.max_wait_s, total_wait_s=d.throttle_budget_s, backoff_base_s=d.backoff_base_s)
         return HttpClient(self._label(container), auth=self.auth, policy=policy, session=self.session,
                           requests_per_second=d.requests_per_second, burst=max(1.0, 2 * d.requests_per_second),
-                          timeout_s=d.timeout_s)
-
-    def _checked_link(self, link: Any, client: HttpClient, what: str) -> str:
-        """Links from a response are followed only on the Graph host: the bearer token goes nowhere else."""
-        graph = urlsplit(self.graph_url)
-        parts = urlsplit(str(link))
-        if (parts.scheme, parts.netloc) != (graph.scheme, graph.netloc):
-            raise SourceError(f"{client.label}: {what}: the response links to another host ({parts.netloc}); not followed")
-        return str(link)
+                          timeout_s=d.timeout_s, link_origin=self.graph_url)
 
     def close(self) -> None:
         if self._session is not None:
@@ -330,7 +322,7 @@ class SharePointSource(Source):
         while url:
             body = client.get_json(url, params=params)
             drives.extend(body.get("value") or [])
-            url = self._checked_link(body["@odata.nextLink"], client, "list drives") if body.get("@odata.nextLink") else None
+            url = client.checked_link(body["@odata.nextLink"], "list drives") if body.get("@odata.nextLink") else None
             params = None
         if d.libraries:
             by_name = {str(dr.get("name", "")).lower(): dr for dr in drives}
@@ -401,7 +393,7 @@ class SharePointSource(Source):
             link, full, starts = state["next"], bool(state.get("full")), False
         else:
             link, full, starts = fresh, True, True
-        link = self._checked_link(link, client, "resume")
+        link = client.checked_link(link, "resume")
         tree = FolderTree(folders if (state.get("delta") or state.get("next")) else {})
         seen_folders: set[str] | None = set() if starts else None  # to drop folders a full listing no longer has
         calls_before = 0
@@ -422,9 +414,9 @@ class SharePointSource(Source):
             next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
             page.full_listing, page.starts_listing = full, starts
             if next_link:
-                page.cursor = json.dumps({"next": self._checked_link(next_link, client, "delta"), "full": full})
+                page.cursor = json.dumps({"next": client.checked_link(next_link, "delta"), "full": full})
             elif delta_link:
-                page.cursor = json.dumps({"delta": self._checked_link(delta_link, client, "delta")})
+                page.cursor = json.dumps({"delta": client.checked_link(delta_link, "delta")})
                 page.last = True
                 if full and seen_folders is not None:  # folders the whole listing did not see are gone
                     gone = [fid for fid in tree.nodes if fid not in seen_folders]

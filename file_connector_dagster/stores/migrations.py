@@ -130,6 +130,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=("ALTER TABLE sync_state ADD COLUMN listing_fresh BOOLEAN NOT NULL DEFAULT FALSE",),
         postgres=("ALTER TABLE sync_state ADD COLUMN listing_fresh BOOLEAN NOT NULL DEFAULT FALSE",),
     ),
+    Migration(
+        5,
+        "folders.version: a source's marker of a tree node (e.g. a folder's lastModifiedTimeRollup)",
+        sqlite=("ALTER TABLE folders ADD COLUMN version TEXT",),
+        postgres=("ALTER TABLE folders ADD COLUMN version TEXT",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

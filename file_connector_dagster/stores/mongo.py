@@ -160,7 +160,7 @@ class MongoStore(Store):
     def folders(self, endpoint: str, container: str) -> dict[str, Folder]:
         with self._errors(f"read folders of {endpoint}/{container}"):
             docs = list(self.db.folders.find({"endpoint": endpoint, "container": container}))
-        return {d["folder_id"]: Folder(d["folder_id"], d.get("parent_id"), d["name"]) for d in docs}
+        return {d["folder_id"]: Folder(d["folder_id"], d.get("parent_id"), d["name"], d.get("version")) for d in docs}
 
     def reset_cursor(self, endpoint: str, container: str) -> None:
         with self._errors(f"reset cursor of {endpoint}/{container}"):
@@ -259,7 +259,7 @@ class MongoStore(Store):
         self._upsert(endpoint, container, page.upserts, now, stats, session)
         if page.folders:
             self.db.folders.bulk_write(
-                [UpdateOne({**scope, "folder_id": f.folder_id}, {"$set": {"parent_id": f.parent_id, "name": f.name}},
+                [UpdateOne({**scope, "folder_id": f.folder_id}, {"$set": {"parent_id": f.parent_id, "name": f.name, "version": f.version}},
                            upsert=True) for f in page.folders], ordered=False, session=session)
         for i in range(0, len(page.folder_deletions), _CHUNK):
             self.db.folders.delete_many({**scope, "folder_id": {"$in": page.folder_deletions[i:i + _CHUNK]}},

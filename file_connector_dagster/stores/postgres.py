@@ -225,9 +225,9 @@ class PostgresStore(Store):
 
     def folders(self, endpoint: str, container: str) -> dict[str, Folder]:
         with self._tx(f"read folders of {endpoint}/{container}") as cur:
-            cur.execute("SELECT folder_id, parent_id, name FROM folders WHERE endpoint = %s AND container = %s",
+            cur.execute("SELECT folder_id, parent_id, name, version FROM folders WHERE endpoint = %s AND container = %s",
                         (endpoint, container))
-            return {r["folder_id"]: Folder(r["folder_id"], r["parent_id"], r["name"]) for r in cur}
+            return {r["folder_id"]: Folder(r["folder_id"], r["parent_id"], r["name"], r["version"]) for r in cur}
 
     def reset_cursor(self, endpoint: str, container: str) -> None:
         with self._tx(f"reset cursor of {endpoint}/{container}") as cur:
@@ -307,10 +307,10 @@ class PostgresStore(Store):
                 self._upsert(cur, page.upserts, scope, stats, fresh)
             if page.folders:
                 psycopg2.extras.execute_values(
-                    cur, "INSERT INTO folders (endpoint, container, folder_id, parent_id, name) VALUES %s "
+                    cur, "INSERT INTO folders (endpoint, container, folder_id, parent_id, name, version) VALUES %s "
                     "ON CONFLICT (endpoint, container, folder_id) DO UPDATE SET parent_id = EXCLUDED.parent_id, "
-                    "name = EXCLUDED.name",
-                    [(endpoint, container, f.folder_id, f.parent_id, f.name) for f in page.folders],
+                    "name = EXCLUDED.name, version = EXCLUDED.version",
+                    [(endpoint, container, f.folder_id, f.parent_id, f.name, f.version) for f in page.folders],
                     page_size=len(page.folders))
             if page.folder_deletions:
                 cur.execute("DELETE FROM folders WHERE endpoint = %(endpoint)s AND container = %(container)s "

@@ -121,9 +121,9 @@ class SQLiteStore(Store):
                          last_sync_at=_dt(row["last_sync_at"]), processed_until=_dt(row["processed_until"]))
 
     def folders(self, endpoint: str, container: str) -> dict[str, Folder]:
-        rows = self.conn.execute("SELECT folder_id, parent_id, name FROM folders WHERE endpoint=? AND container=?",
-                                 (endpoint, container))
-        return {r[0]: Folder(r[0], r[1], r[2]) for r in rows}
+        rows = self.conn.execute("SELECT folder_id, parent_id, name, version FROM folders WHERE endpoint=? "
+                                 "AND container=?", (endpoint, container))
+        return {r[0]: Folder(r[0], r[1], r[2], r[3]) for r in rows}
 
     def reset_cursor(self, endpoint: str, container: str) -> None:
         with self._tx("reset cursor") as conn:
@@ -201,9 +201,10 @@ class SQLiteStore(Store):
             self._upsert(conn, endpoint, container, page.upserts, now, stats)
             if page.folders:
                 conn.executemany(
-                    "INSERT INTO folders (endpoint, container, folder_id, parent_id, name) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT DO UPDATE SET parent_id=excluded.parent_id, name=excluded.name",
-                    [(endpoint, container, f.folder_id, f.parent_id, f.name) for f in page.folders])
+                    "INSERT INTO folders (endpoint, container, folder_id, parent_id, name, version) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET parent_id=excluded.parent_id, "
+                    "name=excluded.name, version=excluded.version",
+                    [(endpoint, container, f.folder_id, f.parent_id, f.name, f.version) for f in page.folders])
             if page.folder_deletions:
                 conn.executemany("DELETE FROM folders WHERE endpoint=? AND container=? AND folder_id=?",
                                  [(endpoint, container, fid) for fid in page.folder_deletions])
