@@ -125,15 +125,19 @@ class FakeProject:
             self._touch(node)
             return node.id
 
-    def new_version(self, item: str, name: str | None = None, size: int | None = None) -> None:
-        """Upload a new version (optionally renaming the file, as a rename does in Docs)."""
+    def new_version(self, item: str, name: str | None = None, size: int | None = None, rollup: bool = True) -> None:
+        """Upload a new version (optionally renaming the file, as a rename does in Docs). rollup=False
+        leaves the folders' roll-ups as they were: a change an incremental client cannot see."""
         with self.aps.lock:
             node = self.nodes[item]
             node.version += 1
             node.name = name or node.name
             node.size = node.size + 1 if size is None else size
             node.user = (node.user + 1) % len(USERS)
-            self._touch(node)
+            if rollup:
+                self._touch(node)
+            else:
+                node.modified = self.aps.tick()
 
     def rename_folder(self, folder: str, name: str) -> None:
         with self.aps.lock:
@@ -182,7 +186,7 @@ class FakeProject:
                 stack.extend(gone.children)
 
     def generate(self, items: int, folders: int, top: tuple[str, ...] = ("Project Files", "Plans"),
-                 fan_out: int = 8) -> None:
+                 fan_out: int = 4) -> None:
         """`folders` folders under the top folders (a tree with the given fan-out), `items` items spread
         round-robin over all of them. Everything at one tick, as a fresh project would be."""
         with self.aps.lock:
@@ -234,7 +238,7 @@ class FakeProject:
         return {"refs": {"links": {"self": {"href": f"{base}/relationships/refs"}, "related": {"href": f"{base}/refs"}}},
                 "links": {"links": {"self": {"href": f"{base}/relationships/links"}}}}
 
-    def folder_json(self, node: Node, top: bool = False) -> dict[str, Any]:
+    def folder_json(self, node: Node) -> dict[str, Any]:
         user_id, user_name = USERS[node.user]
         parent = node.parent or self.root_id
         href = f"{self.aps.api_url}/data/v1/projects/{self.id}/folders/{quote(node.id, safe='')}"
@@ -521,7 +525,7 @@ class FakeAPS:
             if segs[6:] == ["topFolders"]:
                 self.counts["topFolders"] += 1
                 with self.lock:
-                    data = [project.folder_json(project.nodes[f], top=True) for f in project.top]
+                    data = [project.folder_json(project.nodes[f]) for f in project.top]
                 return 200, {}, {"jsonapi": {"version": "1.0"}, "links": {"self": {"href": f"{self.api_url}{path}"}},
                                  "data": data}
         if segs[:3] == ["data", "v1", "projects"] and len(segs) == 7 and segs[4] == "folders" and segs[6] == "contents":

@@ -74,11 +74,19 @@ class AutodeskSource(Source):
             self._session = None
 
     # -- hub and projects ---------------------------------------------------------------------------
+    def _hub_is_an_id(self) -> bool:
+        wanted = self.details.hub.strip()
+        return wanted[:2] in ("b.", "a.") and len(wanted) > 8
+
+    def hub_id(self, client: ApsClient) -> str:
+        """The hub's id; a hub given by id costs no request (a wrong one fails at its first use)."""
+        return self.details.hub.strip() if self._hub is None and self._hub_is_an_id() else self.hub(client)[0]
+
     def hub(self, client: ApsClient) -> tuple[str, str]:
-        """(hub id, name) of the configured hub, given by id or by name."""
+        """(hub id, name) of the configured hub, given by id or by name, checked with the API."""
         if self._hub is None:
             wanted = self.details.hub.strip()
-            if wanted[:2] in ("b.", "a.") and len(wanted) > 8:
+            if self._hub_is_an_id():
                 data = client.get_one(f"/project/v1/hubs/{quote(wanted, safe='')}",
                                       f"hub: hub {wanted!r} not found or the app is not added to it")
                 self._hub = (wanted, str((data.get("attributes") or {}).get("name") or wanted))
@@ -137,7 +145,7 @@ class AutodeskSource(Source):
     def sync(self, container: str, cursor: str | None, folders: Mapping[str, Folder]) -> Iterator[ChangePage]:
         """Walk the project's folders; see walk.py. Cursors are JSON."""
         client = self._client(container)
-        hub_id, _ = self.hub(client)
+        hub_id = self.hub_id(client)
         project = client.get_one(f"/project/v1/hubs/{quote(hub_id, safe='')}/projects/{quote(container, safe='')}",
                                  "project not found in the hub, or the app has no access to it")
         name = str((project.get("attributes") or {}).get("name") or container)

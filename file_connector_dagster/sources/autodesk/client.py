@@ -110,8 +110,8 @@ class ApsClient:
 
     @staticmethod
     def _bucket(key: str, per_minute: float) -> TokenBucket | None:
-        # a burst of a tenth of a minute's budget: short syncs do not wait, long ones average the limit
-        return bucket_for(key, per_minute / 60, max(1.0, per_minute / 10)) if per_minute > 0 else None
+        # a burst of one second's worth: any window of a few seconds or more stays under the rate
+        return bucket_for(key, per_minute / 60, max(1.0, per_minute / 60)) if per_minute > 0 else None
 
     @property
     def calls(self) -> int:
