@@ -47,7 +47,7 @@ def fake(tls: FakeTLS, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def details(fake: FakeAPS, **overrides: Any) -> AutodeskDetails:
     raw = dict(client_id=fake.client_id, client_secret="${" + SECRET_ENV + "}", hub=fake.hub_id, api_url=fake.api_url,
-               ca_bundle=fake.tls.ca_path, backoff_base_s=0.01, max_wait_s=3, throttle_budget_s=10,
+               ca_bundle=fake.tls.ca_path, backoff_base_s=0.01, max_wait_s=3, throttle_budget_s=10, slow_down_gap_s=0,
                projects_requests_per_minute=0, contents_requests_per_minute=0)
     raw.update(overrides)
     return AutodeskDetails.model_validate({k: v for k, v in raw.items() if v is not None})

@@ -22,7 +22,7 @@ import requests
 
 from ...config import redact
 from ...errors import SourceError
-from ..http import HttpClient, RetryPolicy, TokenBucket, bucket_for, describe_jsonapi_errors
+from ..http import AdaptivePacing, HttpClient, RetryPolicy, TokenBucket, bucket_for, describe_jsonapi_errors
 from .settings import AutodeskDetails
 
 SCOPE = "data:read"
@@ -103,7 +103,8 @@ class ApsClient:
         host = urlsplit(d.api_url).netloc
         policy = RetryPolicy(max_wait_s=d.max_wait_s, total_wait_s=d.throttle_budget_s, backoff_base_s=d.backoff_base_s)
         self.http = HttpClient(label, auth=auth, session=session, policy=policy, timeout_s=d.timeout_s,
-                               describe_error=describe_aps_error, link_origin=d.api_url)
+                               describe_error=describe_aps_error, link_origin=d.api_url,
+                               pacing=AdaptivePacing(initial_gap_s=d.slow_down_gap_s))
         self.projects_bucket = self._bucket(f"{host} projects", d.projects_requests_per_minute)
         self.contents_bucket = self._bucket(f"{host} contents", d.contents_requests_per_minute)
         self.region_headers = {"x-ads-region": d.region}

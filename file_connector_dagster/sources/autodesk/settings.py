@@ -34,6 +34,7 @@ class AutodeskDetails(BaseModel):
     max_wait_s: float = Field(default=120.0, gt=0)  # longest single wait on 429/503
     throttle_budget_s: float = Field(default=900.0, ge=0)  # all waits of one sync together
     backoff_base_s: float = Field(default=1.0, gt=0)  # first backoff when Retry-After is missing
+    slow_down_gap_s: float = Field(default=0.25, ge=0)  # gap between requests after a 429/503, doubling; 0 = off
     timeout_s: float = Field(default=60.0, gt=0)
 
     @field_validator("api_url")
