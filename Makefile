@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: install test sync dev
+.PHONY: install test bench bench-processing sync dev
 
 install:
 	$(PYTHON) -m pip install -q -e .
@@ -12,8 +12,21 @@ test:
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 	$(PYTHON) -m pytest -q
 
+# Not part of `make test`: `file-connector sync` end to end against the floor and dlt, written to
+# docs/benchmarks.md (a few minutes at the default 100k items). BENCH_ARGS="--items 300000" for more.
+bench:
+	$(PYTHON) -m pip install -q -e ".[test,bench]"
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -n | tail -1) main start
+	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+	$(PYTHON) benchmarks/run.py $(BENCH_ARGS)
+
 sync: install
 	file-connector sync --config examples/connector.yaml
 
 dev: install
 	DAGSTER_HOME=$(CURDIR) dagster dev -w workspace.yaml
+
+# The files step against the listing (100k files, SQLite and PostgreSQL) and content hashing of 1,000
+# files of 1 MB against sha256sum, in one run (prints figures and ratios; not part of `make test`).
+bench-processing: install
+	$(PYTHON) benchmarks/processing_bench.py --files 100000 --hash-files 1000

@@ -10,11 +10,19 @@ import os
 import sys
 from typing import Any, Sequence
 
-from .config import check_environment, config_path, load_config, redact
+from .config import check_environment, config_path, load_config, missing_environment, redact
 from .errors import FileConnectorError
+from .plugins import PluginManager
+from .plugins.manager import sync_event
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 COUNTS = ("listed", "added", "updated", "unchanged", "deleted", "errors")
+# processing outcomes: decided while the listing committed (filters) plus by the files step
+OUTCOMES = ("processed", "skipped", "failed", "error", "pending")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _table(headers: Sequence[str], rows: list[Sequence[Any]]) -> str:
@@ -25,15 +33,23 @@ def _table(headers: Sequence[str], rows: list[Sequence[Any]]) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    check_environment(config, str(config_path(args.config)))
+    label = str(config_path(args.config))
+    check_environment(config, label)
     active = config.active_endpoints
-    print(f"{config_path(args.config)}: OK, {len(config.endpoints)} endpoints ({len(active)} active), "
+    print(f"{label}: OK, {plural(len(config.endpoints), 'endpoint')} ({len(active)} active), "
           f"store {config.store.type}")
     for ep in config.endpoints:
         schedule = f"{ep.schedule.cron} {ep.schedule.timezone}" if ep.schedule else "no schedule"
         procs = ", ".join(p.type for p in ep.processors) or "no processors"
         print(f"  {ep.name}: {ep.type}, {'active' if ep.is_active else 'inactive'}, {schedule}, {procs}")
-    return EXIT_OK
+    for line in missing_environment(config, inactive=True):
+        print(f"warning: {label}: {line} (the endpoint is inactive; set it before is_active: true)")
+    with PluginManager.from_config(config) as plugins:
+        for entry, plugin in plugins.plugins:
+            print(f"  plugin {plugin.name}: {entry.type}, on {', '.join(entry.on)}")
+        for problem in plugins.problems:
+            print(f"{label}: {problem}", file=sys.stderr)
+    return EXIT_CONFIG if plugins.problems else EXIT_OK
 
 
 def _dagster_instance():
@@ -45,25 +61,15 @@ def _dagster_instance():
 
 
 def _failure_message(result: Any) -> str:
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            error = event.step_failure_data.error
-            while error.cause is not None:
-                error = error.cause
-            message = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
-            for prefix in ("dagster._core.definitions.events.Failure: ",):
-                message = message.removeprefix(prefix)
-            if error.cls_name in ("ConfigError", "SourceError", "StoreError"):
-                message = message.split(": ", 1)[1] if message.startswith(error.cls_name + ":") else message
-            return redact(message)
-    return "run failed"
+    from .defs.notifications import failure_line
+
+    return failure_line(result.all_events)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from dagster import AssetKey, materialize
-
     from .defs import build_definitions
-    from .defs.assets import partitions_for
+    from .defs.assets import files_key, listing_key, partitions_for
+    from .defs.triggers import job_name
     from .sources import build_source
 
     path = config_path(args.config)
@@ -72,8 +78,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not endpoints:
         print("no active endpoints to sync")
         return EXIT_OK
-    defs = build_definitions(path)
+    defs = build_definitions(path, retries=False)  # a terminal reports a failure at once
     instance = _dagster_instance()
+    plugins = PluginManager.from_config(config, log=lambda line: print(redact(line), file=sys.stderr)).start()
     log_level = "INFO" if args.verbose else "ERROR"
     rows, failed = [], 0
     for ep in endpoints:
@@ -83,7 +90,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         try:
             containers = [c.key for c in source.containers()]
         except FileConnectorError as exc:
-            rows.append((ep.name, "-", *["" for _ in COUNTS], "", f"failed: {redact(str(exc))}"))
+            rows.append((ep.name, "-", *["" for _ in COUNTS + OUTCOMES], "", f"failed: {redact(str(exc))}"))
             failed += 1
             continue
         finally:
@@ -97,29 +104,44 @@ def cmd_sync(args: argparse.Namespace) -> int:
         known = set(instance.get_dynamic_partitions(partitions.name))
         if new := [c for c in containers if c not in known]:
             instance.add_dynamic_partitions(partitions.name, new)
-        listing = defs.resolve_assets_def(AssetKey(["listings", ep.name]))
-        files = defs.resolve_assets_def(AssetKey(["files", ep.name]))
+        job = defs.resolve_job_def(job_name(ep))  # the UI shows CLI runs under the endpoint's job
+        listing_op = defs.resolve_assets_def(listing_key(ep.name)).op.name
         for container in containers:
-            result = materialize(
-                [listing, files], partition_key=container, instance=instance, raise_on_error=False,
+            result = job.execute_in_process(
+                partition_key=container, instance=instance, raise_on_error=False,
                 tags={"file_connector/trigger": "cli"},
                 run_config={
-                    "ops": {listing.op.name: {"config": {"full": args.full}}},
+                    "ops": {listing_op: {"config": {"full": args.full,
+                                                    "allow_mass_delete": args.allow_mass_delete}}},
                     "loggers": {"console": {"config": {"log_level": log_level}}},
                 },
             )
-            metadata = {}
-            for event in result.get_asset_materialization_events():
-                if event.asset_key == listing.key:
-                    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+            by_asset = {event.asset_key: {k: v.value for k, v in event.materialization.metadata.items()}
+                        for event in result.get_asset_materialization_events()}
+            metadata = by_asset.get(listing_key(ep.name), {})
+            processing: dict[str, Any] = {}
+            if by_asset.get(files_key(ep.name)) is not None:
+                files_metadata = by_asset[files_key(ep.name)]
+                processing = {k: metadata.get(f"{k}_while_listing", 0) + files_metadata.get(k, 0) for k in OUTCOMES}
             if result.success:
-                status = "ok"
+                errors = processing.get("failed", 0) + processing.get("error", 0)
+                status = f"ok ({plural(errors, 'file')} failed processing)" if errors else "ok"
             else:
                 failed += 1
                 status = f"failed: {_failure_message(result)}"
             rows.append((ep.name, container, *[metadata.get(k, "") for k in COUNTS],
+                         *[processing.get(k, "") for k in OUTCOMES],
                          f"{metadata['duration_s']:.2f}s" if "duration_s" in metadata else "", status))
-    print(_table(("endpoint", "container", *COUNTS, "duration", "status"), rows))
+            if plugins.plugins:
+                with defs.resources["connector"].store() as store:
+                    event = sync_event(store, ep.name, container, "success" if result.success else "failure",
+                                       error=None if result.success else _failure_message(result),
+                                       run_id=result.run_id)
+                for outcome in plugins.dispatch(event):
+                    if not outcome.ok:
+                        print(outcome.detail, file=sys.stderr)
+    plugins.close()
+    print(_table(("endpoint", "container", *COUNTS, *OUTCOMES, "duration", "status"), rows))
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -135,7 +157,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 continue
             live = store.count_files(log.endpoint, log.container)
             rows.append((log.endpoint, log.container, log.status, log.started.strftime("%Y-%m-%d %H:%M:%S"),
-                         *[log.counts.get(k, 0) for k in COUNTS], live, log.error or ""))
+                         *[log.counts.get(k, 0) for k in COUNTS], live, redact(log.error or "")))
     if not rows:
         print(f"no syncs recorded yet in {config.store.type} store")
         return EXIT_OK
@@ -172,6 +194,20 @@ def cmd_health(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    from .stores import open_store
+
+    config = load_config(args.config)
+    endpoint = config.endpoint(args.endpoint)
+    with open_store(config) as store:
+        queued = store.requeue(endpoint.name, args.container, args.status or None)
+    where = f"container {args.container!r}" if args.container else "all containers"
+    which = f" with status {', '.join(args.status)}" if args.status else ""
+    print(f"endpoint {endpoint.name}: {queued} files{which} in {where} queued for processing; the next sync "
+          f"processes them (file-connector sync --endpoint {endpoint.name})")
+    return EXIT_OK
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from .stores import open_store
 
@@ -194,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--endpoint", help="only this endpoint")
     sync.add_argument("--container", help="only this container (needs --endpoint when several are active)")
     sync.add_argument("--full", action="store_true", help="list everything again instead of a delta")
+    sync.add_argument("--allow-mass-delete", action="store_true",
+                      help="let this sync tombstone more than the delete_guard allows (files really gone)")
     sync.add_argument("--verbose", "-v", action="store_true", help="show Dagster's run log")
     sync.set_defaults(func=cmd_sync)
     status = sub.add_parser("status", parents=[common], help="last sync per endpoint and container")
@@ -202,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", parents=[common], help="check credentials and reachability")
     health.add_argument("--endpoint")
     health.set_defaults(func=cmd_health)
+    reprocess = sub.add_parser("reprocess", parents=[common],
+                               help="queue files for processing again (after a processor's options changed)")
+    reprocess.add_argument("--endpoint", required=True)
+    reprocess.add_argument("--container", help="only this container")
+    reprocess.add_argument("--status", action="append", choices=("processed", "skipped", "error", "pending"),
+                           help="only files in this processing status (repeatable; default: all)")
+    reprocess.set_defaults(func=cmd_reprocess)
     sub.add_parser("migrate", parents=[common], help="apply pending store migrations").set_defaults(func=cmd_migrate)
     return parser
 
@@ -212,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except FileConnectorError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        for line in redact(str(exc)).splitlines():  # one line per problem
+            print(f"error: {line}", file=sys.stderr)
         return EXIT_CONFIG if exc.__class__.__name__ == "ConfigError" else EXIT_FAILED
 
 

@@ -26,5 +26,28 @@ class SourceError(FileConnectorError):
     """A provider refused or failed a request (names the endpoint, container and request)."""
 
 
+class ContentUnavailable(SourceError):
+    """A file's content cannot be read from its source: the source type cannot serve content, or the
+    file is gone. Processors record such a file as skipped with this reason."""
+
+    retryable = False
+
+
 class StoreError(FileConnectorError):
     """The store failed (names the store and the operation)."""
+
+
+def secret_forms(secret: str) -> set[str]:
+    """A secret as text may carry it: as is, and percent-encoded the ways URIs and forms encode it."""
+    from urllib.parse import quote, quote_plus
+
+    return {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+
+
+def scrub(text: str, *secrets: str | None) -> str:
+    """`text` with every secret (of 4 characters or more, in any of its forms) replaced by ***."""
+    forms = {form for secret in secrets if secret for form in secret_forms(secret)}
+    for form in sorted(forms, key=len, reverse=True):
+        if len(form) >= 4:
+            text = text.replace(form, "***")
+    return text

@@ -8,8 +8,8 @@ import json
 import re
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterator, TypeVar
 
 import bson.errors
 import pymongo
@@ -19,12 +19,13 @@ from bson.codec_options import CodecOptions
 from pymongo import ASCENDING, DESCENDING, DeleteMany, ReturnDocument, UpdateOne
 from pymongo.client_session import ClientSession
 
-from ..errors import StoreError
-from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats, utcnow
+from ..errors import StoreError, scrub
+from ..records import FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
+from .base import FILE_COLUMNS, PENDING, PageTx, Store, Stored, processing_values
 from .migrations import LATEST_VERSION
-from .base import (
-    FILE_COLUMNS, INTERRUPTED, SYNC_LEASE, Store, is_unchanged, lease_held_error, lease_is_live, lease_owner,
-)
+from .protocol import INTERRUPTED, Lease
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = LATEST_VERSION  # same numbering as the SQL stores; every version re-ensures the indexes below
 _COUNT_FIELDS = ("listed", "added", "updated", "unchanged", "deleted", "errors", "pages", "api_calls")
@@ -39,6 +40,10 @@ _INDEXES: tuple[tuple[str, list[tuple[str, int]], dict[str, Any]], ...] = (
     ("files", [("endpoint", ASCENDING), ("container", ASCENDING), ("path", ASCENDING)], {"name": "files_container_path"}),
     ("files", [("endpoint", ASCENDING), ("container", ASCENDING), ("updated_at", ASCENDING), ("external_id", ASCENDING)],
      {"name": "files_container_updated"}),
+    ("files", [("endpoint", ASCENDING), ("container", ASCENDING), ("processing_status", ASCENDING),
+               ("external_id", ASCENDING)], {"name": "files_processing_due"}),
+    ("files", [("content_hash", ASCENDING)], {"name": "files_content_hash"}),
+    ("processor_cache", [("namespace", ASCENDING), ("key", ASCENDING)], {"unique": True, "name": "processor_cache_key"}),
     ("files", [("project_id", ASCENDING)], {"name": "files_project"}),
     ("files", [("date_updated", DESCENDING)], {"name": "files_date_updated"}),
     ("endpoints", [("name", ASCENDING)], {"unique": True, "name": "endpoints_name"}),
@@ -68,9 +73,15 @@ def _plain(metadata: dict[str, Any]) -> dict[str, Any]:
 
 def _label(uri: str, database: str) -> str:
     """How errors name the database: mongo:hosts/db, never the credentials (parsed by hand: parsing an
-    SRV uri with pymongo would already query DNS)."""
-    match = re.match(r"mongodb(?:\+srv)?://(?:[^@/]*@)?([^/?]*)", uri or "")
-    return f"mongo:{match.group(1) if match else '(unparseable uri)'}/{database}"
+    SRV uri with pymongo would already query DNS). The userinfo ends at the last '@' before the query,
+    so a password holding '/' or '@' is never mistaken for a host."""
+    match = re.match(r"mongodb(?:\+srv)?://(.*)", uri or "", re.S)
+    if not match:
+        return f"mongo:(unparseable uri)/{database}"
+    rest = match.group(1)
+    head = rest.split("?", 1)[0]
+    hosts = rest[head.rindex("@") + 1:] if "@" in head else rest
+    return f"mongo:{re.split(r'[/?]', hosts, maxsplit=1)[0]}/{database}"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -79,24 +90,185 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _record(doc: dict[str, Any]) -> FileRecord:
-    return FileRecord(**{c: doc.get(c) for c in FILE_COLUMNS if c not in ("metadata", "processing_errors")},
-                      metadata=doc.get("metadata") or {}, processing_errors=doc.get("processing_errors") or [])
+    return FileRecord(**{c: doc.get(c) for c in FILE_COLUMNS if c not in ("metadata", "processing_errors",
+                                                                         "processing_attempts")},
+                      metadata=doc.get("metadata") or {}, processing_errors=doc.get("processing_errors") or [],
+                      processing_attempts=int(doc.get("processing_attempts") or 0))
+
+
+def _processing(record: FileRecord, saving: bool = False) -> dict[str, Any]:
+    values = processing_values(record, saving)
+    values["processed_at"] = _ms(values["processed_at"])
+    values["processing_errors"] = list(values["processing_errors"] or [])
+    return values
+
+
+def _state(doc: dict[str, Any]) -> SyncState:
+    return SyncState(cursor=doc.get("cursor"), listing_in_progress=bool(doc.get("listing_in_progress")),
+                     last_sync_at=doc.get("last_sync_at"),
+                     listing_fresh=bool(doc.get("listing_fresh")), running_sync=doc.get("running_sync"))
+
+
+class _MongoTx(PageTx):
+    """A page's operations, in one session transaction where the server has them (else session is None and
+    each write stands alone: protocol.apply_page writes the cursor last, so a page cut short is applied again)."""
+
+    def __init__(self, db: pymongo.database.Database, session: ClientSession | None):
+        self.db, self.session = db, session
+
+    def sync_row(self, endpoint: str, container: str) -> SyncState:
+        # a concurrent page's write to this document makes this transaction's own write to it conflict
+        doc = self.db.sync_state.find_one({"endpoint": endpoint, "container": container}, session=self.session)
+        return _state(doc) if doc else SyncState()
+
+    def has_files(self, endpoint: str, container: str) -> bool:
+        return self.db.files.find_one({"endpoint": endpoint, "container": container}, {"_id": 1},
+                                      session=self.session) is not None
+
+    def stored(self, endpoint: str, ids: list[str]) -> dict[str, Stored]:
+        fields = {"_id": 0, "external_id": 1, "change_key": 1, "path": 1, "title": 1, "container": 1, "deleted_at": 1}
+        found: dict[str, Stored] = {}
+        for i in range(0, len(ids), _CHUNK):
+            for d in self.db.files.find({"endpoint": endpoint, "external_id": {"$in": ids[i:i + _CHUNK]}}, fields,
+                                        session=self.session):
+                found[d["external_id"]] = Stored(d.get("deleted_at") is not None, d.get("change_key"), d.get("path"),
+                                                 d.get("title"), d.get("container"))
+        return found
+
+    def write_files(self, endpoint: str, container: str, records: list[FileRecord], now: datetime) -> None:
+        now = _ms(now)
+        self.db.files.bulk_write([UpdateOne(
+            {"endpoint": endpoint, "external_id": rec.external_id},
+            {"$set": {"container": container, "title": rec.title, "path": rec.path, "file_link": rec.file_link,
+                      "date_created": _ms(rec.date_created), "date_updated": _ms(rec.date_updated),
+                      "size": rec.size, "mime_type": rec.mime_type, "change_key": rec.change_key,
+                      "project_id": rec.project_id, "user_id": rec.user_id, "metadata": _plain(rec.metadata),
+                      "deleted_at": None, "updated_at": now, **_processing(rec)},
+             "$setOnInsert": {"first_seen_at": now}},
+            upsert=True) for rec in records], ordered=False, session=self.session)
+
+    def _tombstone(self, query: dict[str, Any], now: datetime) -> int:
+        return self.db.files.update_many({**query, "deleted_at": None},
+                                         {"$set": {"deleted_at": _ms(now), "updated_at": _ms(now)}},
+                                         session=self.session).matched_count
+
+    def tombstone(self, endpoint: str, ids: list[str], now: datetime) -> int:
+        return sum(self._tombstone({"endpoint": endpoint, "external_id": {"$in": ids[i:i + _CHUNK]}}, now)
+                   for i in range(0, len(ids), _CHUNK))
+
+    def count_live(self, endpoint: str, ids: list[str]) -> int:
+        return sum(self.db.files.count_documents({"endpoint": endpoint, "external_id": {"$in": ids[i:i + _CHUNK]},
+                                                  "deleted_at": None}, session=self.session)
+                   for i in range(0, len(ids), _CHUNK))
+
+    @staticmethod
+    def _under(endpoint: str, container: str, prefix: str) -> dict[str, Any]:
+        return {"endpoint": endpoint, "container": container, "path": {"$regex": "^" + re.escape(prefix)}}
+
+    def count_under(self, endpoint: str, container: str, prefix: str) -> int:
+        return self.db.files.count_documents({**self._under(endpoint, container, prefix), "deleted_at": None},
+                                             session=self.session)
+
+    def tombstone_under(self, endpoint: str, container: str, prefix: str, now: datetime) -> int:
+        return self._tombstone(self._under(endpoint, container, prefix), now)
+
+    def move_under(self, endpoint: str, container: str, prefix: str, new_prefix: str, now: datetime) -> int:
+        rest = {"$substrCP": ["$path", len(prefix), {"$strLenCP": "$path"}]}
+        return self.db.files.update_many(
+            self._under(endpoint, container, prefix),
+            [{"$set": {"path": {"$concat": [new_prefix, rest]}, "updated_at": _ms(now),
+                       "processing_status": PENDING, "processing_attempts": 0}}],
+            session=self.session).matched_count
+
+    def put_folders(self, endpoint: str, container: str, folders: list[Folder]) -> None:
+        scope = {"endpoint": endpoint, "container": container}
+        self.db.folders.bulk_write(
+            [UpdateOne({**scope, "folder_id": f.folder_id}, {"$set": {"parent_id": f.parent_id, "name": f.name, "version": f.version}},
+                       upsert=True) for f in folders], ordered=False, session=self.session)
+
+    def delete_folders(self, endpoint: str, container: str, folder_ids: list[str]) -> None:
+        for i in range(0, len(folder_ids), _CHUNK):
+            self.db.folders.delete_many({"endpoint": endpoint, "container": container,
+                                         "folder_id": {"$in": folder_ids[i:i + _CHUNK]}}, session=self.session)
+
+    def clear_seen(self, endpoint: str, container: str) -> None:
+        self.db.listing_seen.delete_many({"endpoint": endpoint, "container": container}, session=self.session)
+
+    def mark_seen(self, endpoint: str, container: str, ids: list[str]) -> None:
+        scope = {"endpoint": endpoint, "container": container}
+        self.db.listing_seen.bulk_write(
+            [UpdateOne({**scope, "external_id": i}, {"$setOnInsert": scope}, upsert=True) for i in ids],
+            ordered=False, session=self.session)
+
+    def _unseen(self, endpoint: str, container: str) -> Iterator[str]:
+        """External ids of the container's live files missing from listing_seen: a merge of two streams
+        sorted by external_id, so memory stays flat however large the container."""
+        scope = {"endpoint": endpoint, "container": container}
+        live = self.db.files.find({**scope, "deleted_at": None}, {"_id": 0, "external_id": 1},
+                                  session=self.session).sort("external_id", ASCENDING)
+        seen = self.db.listing_seen.find(scope, {"_id": 0, "external_id": 1},
+                                         session=self.session).sort("external_id", ASCENDING)
+        seen_ids = (d["external_id"] for d in seen)
+        next_seen = next(seen_ids, None)
+        for doc in live:
+            external_id = doc["external_id"]
+            while next_seen is not None and next_seen < external_id:
+                next_seen = next(seen_ids, None)
+            if next_seen != external_id:
+                yield external_id
+
+    def count_unseen(self, endpoint: str, container: str) -> int:
+        return sum(1 for _ in self._unseen(endpoint, container))
+
+    def tombstone_unseen(self, endpoint: str, container: str, now: datetime) -> int:
+        count, batch = 0, []
+        for external_id in self._unseen(endpoint, container):
+            batch.append(external_id)
+            if len(batch) >= _CHUNK:
+                count += self._tombstone({"endpoint": endpoint, "external_id": {"$in": batch}}, now)
+                batch = []
+        if batch:
+            count += self._tombstone({"endpoint": endpoint, "external_id": {"$in": batch}}, now)
+        return count
+
+    def save_state(self, endpoint: str, container: str, state: SyncState, lease_until: datetime) -> None:
+        scope = {"endpoint": endpoint, "container": container}
+        now = _ms(utcnow())
+        self.db.sync_state.update_one(
+            scope, {"$set": {"cursor": state.cursor, "listing_in_progress": state.listing_in_progress,
+                             "listing_fresh": state.listing_fresh, "updated_at": now,
+                             **({"last_sync_at": _ms(state.last_sync_at)} if state.last_sync_at else {})}},
+            upsert=True, session=self.session)
+        self.db.sync_state.update_one({**scope, "running_sync": {"$ne": None}},
+                                      {"$set": {"lease_until": _ms(lease_until)}}, session=self.session)
 
 
 class MongoStore(Store):
     """Files in a MongoDB database (pymongo)."""
 
-    def __init__(self, uri: str, database: str, server_selection_timeout_ms: int = 15000):
+    def __init__(self, uri: str, database: str, server_selection_timeout_ms: int = 15000,
+                 password: str | None = None):
+        """Args:
+            uri: a mongodb:// URI, best without the password, which
+            password: is handed to pymongo as its own argument and scrubbed from every error message.
+        """
+        from ..config import split_uri_password
+
+        uri, inline = split_uri_password(uri)  # a password left in the URI is handed over apart all the same
+        password = password if password is not None else inline
         self.label = _label(uri, database)
+        self._secrets = (password, uri if len(uri) > 12 else None)
         if not re.fullmatch(r"[^/\\. \"$*<>:|?\x00]{1,63}", database or ""):
             raise StoreError(f"{self.label}: invalid database name {database!r}")
         options: dict[str, Any] = {"tz_aware": True, "appname": "file-connector"}
         if "serverselectiontimeoutms" not in uri.lower():  # the uri's own setting wins
             options["serverSelectionTimeoutMS"] = server_selection_timeout_ms
         try:
+            if password is not None:
+                options["password"] = password
             self.client: pymongo.MongoClient = pymongo.MongoClient(uri, **options)
-        except (pymongo.errors.PyMongoError, ValueError) as exc:
-            raise StoreError(f"{self.label}: cannot open: {_one_line(exc)}") from None
+        except (pymongo.errors.PyMongoError, ValueError, TypeError) as exc:
+            raise StoreError(f"{self.label}: cannot open: {scrub(_one_line(exc), *self._secrets)}") from None
         self.db = self.client.get_database(database, codec_options=CodecOptions(tz_aware=True, tzinfo=timezone.utc))
         self._transactions: bool | None = None  # learnt on first use
         self._lock = threading.Lock()
@@ -109,7 +281,7 @@ class MongoStore(Store):
         except (pymongo.errors.PyMongoError, bson.errors.BSONError) as exc:
             lost = isinstance(exc, (pymongo.errors.AutoReconnect, pymongo.errors.ServerSelectionTimeoutError))
             hint = " (server unreachable; the cursor was not advanced)" if lost and operation.startswith("apply") else ""
-            raise StoreError(f"{self.label}: {operation}: {_one_line(exc)}{hint}") from None
+            raise StoreError(f"{self.label}: {operation}: {scrub(_one_line(exc), *self._secrets)}{hint}") from None
 
     def _supports_transactions(self) -> bool:
         if self._transactions is None:
@@ -127,7 +299,8 @@ class MongoStore(Store):
             if current is not None and current["_id"] >= SCHEMA_VERSION:
                 return int(current["_id"])
             existing = set(self.db.list_collection_names())
-            for name in ("files", "endpoints", "sync_state", "sync_logs", "folders", "listing_seen", "schema_version"):
+            for name in ("files", "endpoints", "sync_state", "sync_logs", "folders", "listing_seen", "schema_version",
+                         "processor_cache"):
                 if name not in existing:  # explicit, so writes inside a transaction never have to create one
                     try:
                         self.db.create_collection(name)
@@ -135,10 +308,26 @@ class MongoStore(Store):
                         pass  # a concurrent migrate made it
             for collection, keys, options in _INDEXES:
                 self.db[collection].create_index(keys, **options)
+            if current is not None and current["_id"] < 5:
+                self._migrate_processing_state()
             self.db.schema_version.update_one(
                 {"_id": SCHEMA_VERSION},
                 {"$setOnInsert": {"description": "collections and indexes", "applied_at": _ms(utcnow())}}, upsert=True)
         return SCHEMA_VERSION
+
+    def _migrate_processing_state(self) -> None:
+        """Version 5: per-file processing state replaces sync_state.processed_until (as in the SQL stores)."""
+        files = self.db.files
+        for state in self.db.sync_state.find({"processed_until": {"$ne": None}}):
+            files.update_many(
+                {"endpoint": state["endpoint"], "container": state["container"], "processing_status": None,
+                 "updated_at": {"$lte": state["processed_until"]}, "processing_errors": {"$in": [None, []]}},
+                [{"$set": {"processing_status": {"$cond": [{"$eq": [{"$ifNull": ["$excluded_by", None]}, None]},
+                                                          "processed", "skipped"]},
+                           "processed_key": "$change_key", "processed_at": state["processed_until"],
+                           "processing_attempts": 0}}])
+        files.update_many({"processing_status": None}, {"$set": {"processing_status": PENDING, "processing_attempts": 0}})
+        self.db.sync_state.update_many({}, {"$unset": {"processed_until": ""}})
 
     # -- endpoints and state --------------------------------------------------------------------
     def upsert_endpoint(self, name: str, type_name: str, project_id: str | None, user_id: str | None,
@@ -154,8 +343,7 @@ class MongoStore(Store):
             doc = self.db.sync_state.find_one({"endpoint": endpoint, "container": container})
         if doc is None:
             return SyncState()
-        return SyncState(cursor=doc.get("cursor"), listing_in_progress=bool(doc.get("listing_in_progress")),
-                         last_sync_at=doc.get("last_sync_at"), processed_until=doc.get("processed_until"))
+        return _state(doc)
 
     def folders(self, endpoint: str, container: str) -> dict[str, Folder]:
         with self._errors(f"read folders of {endpoint}/{container}"):
@@ -167,36 +355,38 @@ class MongoStore(Store):
             self.db.sync_state.update_one({"endpoint": endpoint, "container": container},
                                           {"$set": {"cursor": None, "listing_in_progress": False}})
 
-    # -- sync logs ------------------------------------------------------------------------------
-    def start_sync(self, endpoint: str, container: str) -> str:
+    # -- lease and sync logs -------------------------------------------------------------------
+    def take_lease(self, endpoint: str, container: str, owner: str, until: datetime,
+                   may_take: Callable[[Lease], bool]) -> tuple[str | None, Lease | None]:
         now = _ms(utcnow())
         scope = {"endpoint": endpoint, "container": container}
         sync_id = ObjectId()
+        take = {"$set": {"running_sync": str(sync_id), "lease_owner": owner, "lease_until": _ms(until)},
+                "$setOnInsert": {"updated_at": now}}
         with self._errors(f"start sync of {endpoint}/{container}"):
-            take = {"$set": {"running_sync": str(sync_id), "lease_owner": lease_owner(),
-                             "lease_until": _ms(now + SYNC_LEASE)}, "$setOnInsert": {"updated_at": now}}
-            try:  # one atomic take of a free or expired lease; the unique index stops a racing upsert
-                before = self.db.sync_state.find_one_and_update(
-                    {**scope, "$or": [{"running_sync": None}, {"lease_until": {"$lte": now}}]}, take,
-                    upsert=True, return_document=ReturnDocument.BEFORE)
-            except pymongo.errors.DuplicateKeyError:
-                held = self.db.sync_state.find_one(scope) or {}
-                before = None
-                if not lease_is_live(held.get("lease_owner"), held.get("lease_until"), now):
-                    # its holder died: take it over only if nobody else did meanwhile (compare and swap)
-                    before = self.db.sync_state.find_one_and_update(
-                        {**scope, "running_sync": held.get("running_sync")}, take,
-                        return_document=ReturnDocument.BEFORE)
-                if before is None:
-                    raise lease_held_error(self.label, endpoint, container, held.get("running_sync"),
-                                           held.get("lease_until") or now) from None
-            if before and before.get("running_sync"):
+            for _ in range(10):
+                doc = self.db.sync_state.find_one(scope)
+                held = (Lease(doc["running_sync"], doc.get("lease_owner"), doc.get("lease_until"))
+                        if doc and doc.get("running_sync") else None)
+                if held and not may_take(held):
+                    return None, held
+                try:  # compare and swap on the holder we saw; the unique index stops a racing first insert
+                    if self.db.sync_state.find_one_and_update(
+                            {**scope, "running_sync": held.sync_id if held else None}, take, upsert=doc is None,
+                            return_document=ReturnDocument.BEFORE) is not None or doc is None:
+                        break
+                except pymongo.errors.DuplicateKeyError:
+                    pass
+            else:
+                raise StoreError(f"{self.label}: start sync of {endpoint}/{container}: the lease keeps changing "
+                                 "hands; try again", retryable=True)
+            if held:
                 self.db.sync_logs.update_one(
-                    {"_id": ObjectId(before["running_sync"]), "status": "running"},
+                    {"_id": ObjectId(held.sync_id), "status": "running"},
                     {"$set": {"status": "interrupted", "finished": now, "error": INTERRUPTED}})
             self.db.sync_logs.insert_one({"_id": sync_id, **scope, "started": now, "finished": None,
                                           "status": "running", **{c: 0 for c in _COUNT_FIELDS}, "error": None})
-        return str(sync_id)
+        return str(sync_id), held
 
     def finish_sync(self, sync_id: int | str, stats: SyncStats) -> None:
         with self._errors(f"finish sync of {stats.endpoint}/{stats.container}"):
@@ -217,141 +407,21 @@ class MongoStore(Store):
                         sync_id=str(d["_id"])) for d in docs]
 
     # -- pages ----------------------------------------------------------------------------------
-    def apply_page(self, endpoint: str, container: str, page: ChangePage) -> PageStats:
-        operation = f"apply page of {endpoint}/{container}"
+    def in_transaction(self, operation: str, work: Callable[[PageTx], T]) -> T:
         with self._errors(operation):
             if not self._supports_transactions():
-                return self._apply_page(endpoint, container, page, None)
+                return work(_MongoTx(self.db, None))
             for attempt in range(3):
                 with self.client.start_session() as session:
                     try:
                         with session.start_transaction():
-                            return self._apply_page(endpoint, container, page, session)
+                            return work(_MongoTx(self.db, session))
                     except pymongo.errors.PyMongoError as exc:
                         # A write conflict with a concurrent writer is worth another go; a lost server is not.
                         if (attempt == 2 or not exc.has_error_label("TransientTransactionError")
                                 or isinstance(exc, pymongo.errors.ConnectionFailure)):
                             raise
             raise AssertionError("unreachable")
-
-    def _apply_page(self, endpoint: str, container: str, page: ChangePage, session: ClientSession | None) -> PageStats:
-        stats = PageStats()
-        now = _ms(utcnow())
-        files = self.db.files
-        scope = {"endpoint": endpoint, "container": container}
-        for old, new in page.moves:
-            prefix = old + "/"
-            under = {**scope, "path": {"$regex": "^" + re.escape(prefix)}}
-            if new is None:
-                result = files.update_many({**under, "deleted_at": None},
-                                           {"$set": {"deleted_at": now, "updated_at": now}}, session=session)
-                stats.deleted += result.matched_count
-            else:
-                rest = {"$substrCP": ["$path", len(prefix), {"$strLenCP": "$path"}]}
-                result = files.update_many(under, [{"$set": {"path": {"$concat": [new + "/", rest]}, "updated_at": now}}],
-                                           session=session)
-                stats.updated += result.matched_count
-        for i in range(0, len(page.deletions), _CHUNK):
-            result = files.update_many(
-                {"endpoint": endpoint, "external_id": {"$in": page.deletions[i:i + _CHUNK]}, "deleted_at": None},
-                {"$set": {"deleted_at": now, "updated_at": now}}, session=session)
-            stats.deleted += result.matched_count
-        self._upsert(endpoint, container, page.upserts, now, stats, session)
-        if page.folders:
-            self.db.folders.bulk_write(
-                [UpdateOne({**scope, "folder_id": f.folder_id}, {"$set": {"parent_id": f.parent_id, "name": f.name, "version": f.version}},
-                           upsert=True) for f in page.folders], ordered=False, session=session)
-        for i in range(0, len(page.folder_deletions), _CHUNK):
-            self.db.folders.delete_many({**scope, "folder_id": {"$in": page.folder_deletions[i:i + _CHUNK]}},
-                                        session=session)
-        if page.full_listing:
-            self._listing(endpoint, container, page, now, stats, session)
-        # Last: on a server without transactions, a failure before this line leaves the old cursor.
-        self.db.sync_state.update_one(
-            scope,
-            {"$set": {"cursor": page.cursor, "listing_in_progress": page.full_listing and not page.last,
-                      "updated_at": now, **({"last_sync_at": now} if page.last else {})}},
-            upsert=True, session=session)
-        self.db.sync_state.update_one({**scope, "running_sync": {"$ne": None}},
-                                      {"$set": {"lease_until": _ms(utcnow() + SYNC_LEASE)}}, session=session)
-        return stats
-
-    def _upsert(self, endpoint: str, container: str, records: list[FileRecord], now: datetime, stats: PageStats,
-                session: ClientSession | None) -> None:
-        """Read the page's stored rows in a few queries, then write only what is new or changed."""
-        fields = {"_id": 0, "external_id": 1, "change_key": 1, "path": 1, "title": 1, "container": 1, "deleted_at": 1}
-        existing: dict[str, dict[str, Any]] = {}
-        ids = [r.external_id for r in records]
-        for i in range(0, len(ids), _CHUNK):
-            for doc in self.db.files.find({"endpoint": endpoint, "external_id": {"$in": ids[i:i + _CHUNK]}}, fields,
-                                          session=session):
-                existing[doc["external_id"]] = doc
-        writes = []
-        for rec in records:
-            old = existing.get(rec.external_id)
-            if old is None:
-                stats.added += 1
-            elif old.get("deleted_at") is not None:
-                stats.restored += 1
-            elif is_unchanged(rec, container, (old.get("change_key"), old.get("path"), old.get("title"),
-                                               old.get("container"))):
-                stats.unchanged += 1
-                continue
-            else:
-                stats.updated += 1
-            writes.append(UpdateOne(
-                {"endpoint": endpoint, "external_id": rec.external_id},
-                {"$set": {"container": container, "title": rec.title, "path": rec.path, "file_link": rec.file_link,
-                          "date_created": _ms(rec.date_created), "date_updated": _ms(rec.date_updated),
-                          "size": rec.size, "mime_type": rec.mime_type, "change_key": rec.change_key,
-                          "project_id": rec.project_id, "user_id": rec.user_id, "metadata": _plain(rec.metadata),
-                          "deleted_at": None, "updated_at": now, "excluded_by": None, "processing_errors": None},
-                 "$setOnInsert": {"first_seen_at": now}},
-                upsert=True))
-        if writes:
-            self.db.files.bulk_write(writes, ordered=False, session=session)
-
-    def _listing(self, endpoint: str, container: str, page: ChangePage, now: datetime, stats: PageStats,
-                 session: ClientSession | None) -> None:
-        """listing_seen bookkeeping of a full listing, and its sweep at the end."""
-        scope = {"endpoint": endpoint, "container": container}
-        seen = self.db.listing_seen
-        writes: list[Any] = [DeleteMany(scope)] if page.starts_listing else []
-        writes += [UpdateOne({**scope, "external_id": r.external_id}, {"$setOnInsert": scope}, upsert=True)
-                   for r in page.upserts]
-        if writes:
-            seen.bulk_write(writes, ordered=True, session=session)
-        if page.last and not page.listing_incomplete:
-            unseen: list[str] = []
-            for external_id in self._unseen(scope, session):
-                unseen.append(external_id)
-                if len(unseen) >= _CHUNK:
-                    stats.deleted += self._tombstone(endpoint, unseen, now, session)
-                    unseen = []
-            if unseen:
-                stats.deleted += self._tombstone(endpoint, unseen, now, session)
-        if page.last:
-            seen.delete_many(scope, session=session)
-
-    def _unseen(self, scope: dict[str, str], session: ClientSession | None) -> Iterator[str]:
-        """External ids of the container's live files missing from listing_seen: a merge of two streams
-        sorted by external_id, so memory stays flat however large the container."""
-        live = self.db.files.find({**scope, "deleted_at": None}, {"_id": 0, "external_id": 1},
-                                  session=session).sort("external_id", ASCENDING)
-        seen = self.db.listing_seen.find(scope, {"_id": 0, "external_id": 1},
-                                         session=session).sort("external_id", ASCENDING)
-        seen_ids = (d["external_id"] for d in seen)
-        next_seen = next(seen_ids, None)
-        for doc in live:
-            external_id = doc["external_id"]
-            while next_seen is not None and next_seen < external_id:
-                next_seen = next(seen_ids, None)
-            if next_seen != external_id:
-                yield external_id
-
-    def _tombstone(self, endpoint: str, ids: list[str], now: datetime, session: ClientSession | None) -> int:
-        return self.db.files.update_many({"endpoint": endpoint, "external_id": {"$in": ids}, "deleted_at": None},
-                                         {"$set": {"deleted_at": now, "updated_at": now}}, session=session).matched_count
 
     # -- reading and processing -----------------------------------------------------------------
     def iter_files(self, endpoint: str, container: str | None = None, *, changed_since: datetime | None = None,
@@ -378,6 +448,10 @@ class MongoStore(Store):
             yield [_record(d) for d in docs]
             after = (docs[-1]["updated_at"], docs[-1]["external_id"])
 
+    def containers(self, endpoint: str) -> list[str]:
+        with self._errors(f"list containers of {endpoint}"):
+            return sorted(self.db.files.distinct("container", {"endpoint": endpoint, "deleted_at": None}))
+
     def count_files(self, endpoint: str, container: str | None = None, include_deleted: bool = False) -> int:
         query: dict[str, Any] = {"endpoint": endpoint}
         if container is not None:
@@ -387,18 +461,77 @@ class MongoStore(Store):
         with self._errors(f"count files of {endpoint}"):
             return self.db.files.count_documents(query)
 
-    def apply_processing(self, endpoint: str, container: str, records: list[FileRecord]) -> None:
+    def iter_due(self, endpoint: str, container: str, page_size: int = 1000) -> Iterator[list[FileRecord]]:
+        after = ""
+        while True:  # keyset on external_id within files_processing_due
+            with self._errors(f"read files of {endpoint}/{container} due for processing"):
+                docs = list(self.db.files.find(
+                    {"endpoint": endpoint, "container": container, "processing_status": PENDING,
+                     "external_id": {"$gt": after}, "deleted_at": None}, {"_id": 0})
+                    .sort([("endpoint", ASCENDING), ("container", ASCENDING), ("processing_status", ASCENDING),
+                           ("external_id", ASCENDING)]).limit(page_size))
+            if not docs:
+                return
+            yield [_record(d) for d in docs]
+            after = docs[-1]["external_id"]
+
+    def save_processing(self, endpoint: str, records: list[FileRecord]) -> int:
         if not records:
+            return 0
+        with self._errors(f"store processing results of {endpoint}"):
+            result = self.db.files.bulk_write(
+                [UpdateOne({"endpoint": endpoint, "external_id": r.external_id, "updated_at": _ms(r.updated_at),
+                            "deleted_at": None},
+                           {"$set": {"metadata": _plain(r.metadata), **_processing(r, saving=True)}}) for r in records],
+                ordered=False)
+            return result.matched_count
+
+    def requeue(self, endpoint: str, container: str | None = None, statuses: list[str] | None = None) -> int:
+        query: dict[str, Any] = {"endpoint": endpoint, "deleted_at": None}
+        if container is not None:
+            query["container"] = container
+        if statuses:
+            query["processing_status"] = {"$in": list(statuses)}
+        with self._errors(f"re-queue files of {endpoint}"):
+            return self.db.files.update_many(
+                query, {"$set": {"processing_status": PENDING, "processing_attempts": 0}}).matched_count
+
+    def processing_counts(self, endpoint: str, container: str | None = None) -> dict[str, int]:
+        query: dict[str, Any] = {"endpoint": endpoint, "deleted_at": None}
+        if container is not None:
+            query["container"] = container
+        with self._errors(f"count processing states of {endpoint}"):
+            return {d["_id"]: int(d["n"]) for d in self.db.files.aggregate(
+                [{"$match": query}, {"$group": {"_id": "$processing_status", "n": {"$sum": 1}}}])}
+
+    def cache_get(self, namespace: str, keys: list[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        now = _ms(utcnow())
+        with self._errors(f"read {namespace} cache"):
+            for i in range(0, len(keys), _CHUNK):
+                for doc in self.db.processor_cache.find(
+                        {"namespace": namespace, "key": {"$in": keys[i:i + _CHUNK]}, "expires_at": {"$gt": now}}):
+                    found[doc["key"]] = doc["value"]
+        return found
+
+    def cache_put(self, namespace: str, values: dict[str, Any], ttl: timedelta) -> None:
+        if not values:
             return
-        latest = _ms(max(r.updated_at for r in records if r.updated_at is not None))
-        with self._errors(f"store processing results of {endpoint}/{container}"):
-            self.db.files.bulk_write(
-                [UpdateOne({"endpoint": endpoint, "external_id": r.external_id},
-                           {"$set": {"excluded_by": r.excluded_by, "processing_errors": list(r.processing_errors),
-                                     "metadata": _plain(r.metadata)}}) for r in records], ordered=False)
-            self.db.sync_state.update_one(
-                {"endpoint": endpoint, "container": container},
-                {"$max": {"processed_until": latest}, "$setOnInsert": {"updated_at": _ms(utcnow())}}, upsert=True)
+        expires = _ms(utcnow() + ttl)
+        with self._errors(f"cache {namespace} answers"):
+            self.db.processor_cache.bulk_write(
+                [UpdateOne({"namespace": namespace, "key": k}, {"$set": {"value": _plain(v), "expires_at": expires}},
+                           upsert=True) for k, v in values.items()], ordered=False)
+
+    def files_by_hash(self, hashes: list[str], endpoint: str | None = None) -> list[FileRecord]:
+        found: list[FileRecord] = []
+        with self._errors("find files by content hash"):
+            for i in range(0, len(hashes), _CHUNK):
+                query: dict[str, Any] = {"content_hash": {"$in": hashes[i:i + _CHUNK]}, "deleted_at": None}
+                if endpoint is not None:
+                    query["endpoint"] = endpoint
+                found.extend(_record(d) for d in self.db.files.find(query, {"_id": 0}))
+        return found
 
     def close(self) -> None:
         self.client.close()

@@ -16,7 +16,8 @@ For benchmarks it runs in a process of its own, so its CPU does not compete with
     python -m tests.fakes.graph --items 1000000 --port 0
 
 prints one JSON line (base_url, graph_url, authority_host, ca_path, drive_id, site_url, tenant,
-client_id, client_secret, ...) and serves until killed; GET /_fake/counts answers its request counters.
+client_id, client_secret, ...) and serves until killed; GET /_fake/counts answers its request counters,
+POST /_fake/edit?count=N edits N files spread over the library.
 
 Faults: fail N requests (429/503/500, with or without Retry-After), expire delta tokens (410),
 repeat an item across pages, shuffle items within a page, revoke access tokens after N requests.
@@ -73,6 +74,12 @@ def iso_after_epoch(seconds: int) -> str:
         day = _EPOCH_DAYS[days] = (EPOCH + timedelta(days=days)).strftime("%Y-%m-%d")
     hours, rest = divmod(rest, 3600)
     return f"{day}T{hours:02d}:{rest // 60:02d}:{rest % 60:02d}Z"
+
+
+def content_bytes(item_id: str, content: int, size: int) -> bytes:
+    """A file's bytes in the fake: `size` bytes determined by the item and its content version."""
+    unit = f"{item_id}:{content}|".encode()
+    return (unit * (size // len(unit) + 1))[:size]
 
 
 class RawJSON(str):
@@ -298,6 +305,15 @@ class FakeDrive:
         with self.graph.lock:
             s = self.state(item_id)
             self._touch(s, version=s["version"] + 1, content=s["content"] + 1, size=s["size"] + 1)
+
+    def edit_spread(self, count: int) -> int:
+        """Edit `count` of the generated files, spread evenly over the library. Returns how many."""
+        first, files = self.n_folders + 1, self.generated - self.n_folders - 1
+        count = max(0, min(count, files))
+        step = files // count if count else 0
+        for j in range(count):
+            self.edit(self._base_id(first + j * step))
+        return count
 
     def rename(self, item_id: str, name: str) -> None:
         with self.graph.lock:
@@ -603,7 +619,12 @@ class FakeGraph:
         if path == "/_fake/counts":  # for a benchmark driving the fake in another process; not counted itself
             with self.lock:
                 return 200, {}, {"counts": dict(self.counts), "requests": sum(self.counts.values())}
+        if path == "/_fake/edit" and method == "POST":  # a benchmark's "N files changed", from another process
+            drive = next(iter(self.drives.values()))
+            return 200, {}, {"edited": drive.edit_spread(int(query.get("count", "1")))}
         self.requests.append((method, raw_path))
+        if path.startswith("/_download/"):
+            return self._download(path, query, headers)
         if not path.startswith("/v1.0/"):
             return self._identity(method, path, body)
         fault = self._fault_for(path)
@@ -622,6 +643,21 @@ class FakeGraph:
                 return 401, {"WWW-Authenticate": 'Bearer realm=""'}, _graph_error(
                     "InvalidAuthenticationToken", "Access token has expired or is not valid yet.")
             return self._graph(path.removeprefix("/v1.0"), query)
+
+    def _download(self, path: str, query: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        self.counts["download"] += 1
+        if headers.get("authorization"):
+            self.counts["download_with_token"] += 1  # the bearer token must never reach the download host
+            return 400, {}, {"error": {"code": "invalidRequest", "message": "unexpected Authorization header"}}
+        _, _, drive_id, item_id = path.split("/", 3)
+        drive = self.drives.get(drive_id)
+        s = drive.state(item_id) if drive else None
+        if s is None or s["deleted"]:
+            return 404, {}, _graph_error("itemNotFound", "The resource could not be found.")
+        signature = hashlib.sha256(f"{drive_id}/{item_id}:{s['content']}".encode()).hexdigest()[:32]
+        if query.get("tempauth") != signature:
+            return 401, {}, _graph_error("unauthenticated", "The download URL has expired")
+        return 200, {"Content-Type": "application/octet-stream"}, content_bytes(item_id, s["content"], s["size"])
 
     def _fault_response(self, fault: Fault) -> tuple[int, dict[str, str], Any]:
         self.counts[f"fault{fault.status}"] += 1
@@ -703,6 +739,17 @@ class FakeGraph:
                 return 200, {}, drive.drive_json()
             if segs[2:] == ["root", "delta"]:
                 return self._delta(drive, query)
+            if len(segs) == 5 and segs[2] == "items" and segs[4] == "content":
+                self.counts["content"] += 1
+                s = drive.state(segs[3])
+                if s is None or s["deleted"] or s["kind"] != "file":
+                    return 404, {}, _graph_error("itemNotFound", "The resource could not be found.")
+                # like SharePoint: a short-lived pre-authenticated URL on another host (localhost here, so a
+                # client that forwards the bearer token there would be caught by _download)
+                signature = hashlib.sha256(f"{drive.id}/{s['id']}:{s['content']}".encode()).hexdigest()[:32]
+                port = self.server.server_address[1] if self.server else 0
+                location = f"https://localhost:{port}/_download/{quote(drive.id)}/{quote(s['id'])}?tempauth={signature}"
+                return 302, {"Location": location}, {}
             if len(segs) == 4 and segs[2] == "items":
                 self.counts["item"] += 1
                 s = drive.state(segs[3])
@@ -783,9 +830,13 @@ class _Handler(BaseHTTPRequestHandler):
             status, extra, payload = self.graph.handle(method, self.path, headers, body)
         except Exception as exc:  # a bug in the fake: answer 500 so the test sees it
             status, extra, payload = 500, {}, _graph_error("fakeBug", f"{type(exc).__name__}: {exc}")
-        data = payload.encode() if isinstance(payload, RawJSON) else json.dumps(payload).encode()
+        if isinstance(payload, bytes):
+            data = payload
+        else:
+            data = payload.encode() if isinstance(payload, RawJSON) else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; odata.metadata=minimal")
+        if "Content-Type" not in extra:
+            self.send_header("Content-Type", "application/json; odata.metadata=minimal")
         self.send_header("Content-Length", str(len(data)))
         for key, value in extra.items():
             self.send_header(key, value)
