@@ -120,31 +120,6 @@ class MongoStoreConfig(_Strict):
 StoreConfig = Annotated[Union[SQLiteStoreConfig, PostgresStoreConfig, MongoStoreConfig], Field(discriminator="type")]
 
 
-class ScheduleConfig(_Strict):
-    cron: str
-    timezone: str = "UTC"
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        from croniter import croniter
-
-        if not croniter.is_valid(value):
-            raise ValueError(f"{value!r} is not a valid cron expression")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
-
-
 class ProcessorConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
@@ -162,13 +137,28 @@ class EndpointConfig(_Strict):
     project_id: str | None = None
     user_id: str | None = None
     is_active: bool = True
-    schedule: ScheduleConfig | None = None
+    # one schedule or a list; a string is a cron expression in UTC, a mapping without `type` a cron one
+    schedule: list[Any] = Field(default_factory=list)  # ScheduleOptions once validated
     processors: list[ProcessorConfig] = Field(default_factory=list)
 
     @field_validator("schedule", mode="before")
     @classmethod
     def _schedule(cls, value: Any) -> Any:
-        return {"cron": value} if isinstance(value, str) else value
+        if value is None:
+            return []
+        items = []
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                item = {"type": "cron", "cron": item}
+            elif isinstance(item, dict) and "type" not in item:
+                item = {"type": "cron", **item}
+            items.append(item)
+        return items
+
+    @property
+    def schedules(self) -> list[Any]:
+        """The endpoint's validated schedules (ScheduleOptions), in config order."""
+        return self.schedule
 
     @model_validator(mode="after")
     def _details(self) -> "EndpointConfig":
@@ -192,7 +182,37 @@ class EndpointConfig(_Strict):
         for i, proc in enumerate(self.processors):
             check(f"processors[{i}]",
                   lambda: processor_class(proc.type).Options.model_validate(proc.model_extra or {}))
+        self._validate_schedules(cls, check)
         return self
+
+    def _validate_schedules(self, source_cls: Any, check: Any) -> None:
+        from .schedules.base import ScheduleOptions, build_schedule, schedule_class
+
+        for i, options in enumerate(self.schedule):
+            where = "schedule" if len(self.schedule) == 1 else f"schedule[{i}]"
+            if not isinstance(options, ScheduleOptions):
+                if not isinstance(options, dict):
+                    raise ValueError(f"{where}: expected a cron string or a mapping with a type")
+                try:
+                    kind = schedule_class(str(options.get("type")))
+                except ConfigError as exc:
+                    raise ValueError(f"{where}.type: {exc}") from None
+                options = check(where, lambda: kind.Options.model_validate(options))
+                self.schedule[i] = options
+            try:
+                build_schedule(self.name, options).check_source(source_cls)
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+        suffixes = self.schedule_suffixes()
+        for i, suffix in enumerate(suffixes):
+            if suffix in suffixes[:i]:
+                raise ValueError(f"schedule[{i}].name: two schedules of the endpoint are both named {suffix!r}")
+
+    def schedule_suffixes(self) -> list[str]:
+        """What tells the endpoint's schedules apart in their Dagster names: `name:`, else
+        "schedule" for the only one, "schedule_<n>" (from 1) in a list."""
+        return [options.name or ("schedule" if len(self.schedule) == 1 else f"schedule_{i + 1}")
+                for i, options in enumerate(self.schedule)]
 
     def secret_free_details(self) -> dict[str, Any]:
         """endpoint_details as JSON; Secret fields serialize as their ${NAME} reference."""

@@ -3,18 +3,23 @@ partitions definitions fails validation)."""
 
 
 import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from dagster import (
-    AssetSelection, AssetsDefinition, Backoff, DefaultSensorStatus, DynamicPartitionsDefinition, Jitter,
-    RetryPolicy, RunRequest, ScheduleEvaluationContext, SensorDefinition, SensorEvaluationContext, SensorResult,
-    SkipReason, define_asset_job, schedule, sensor,
+    AssetSelection, AssetsDefinition, Backoff, DefaultScheduleStatus, DefaultSensorStatus, DynamicPartitionsDefinition,
+    Jitter, RetryPolicy, RunRequest, ScheduleDefinition, ScheduleEvaluationContext, SensorDefinition,
+    SensorEvaluationContext, SensorResult, SkipReason, define_asset_job, schedule, sensor,
 )
-from dagster import ScheduleDefinition
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from ..config import EndpointConfig
 from ..engine import error_text
 from ..errors import FileConnectorError
-from ..config import EndpointConfig
+from ..schedules import Decision, ScheduleType, Tick, build_schedule as build_schedule_type
+from ..schedules.base import TICK_BUDGET_S
 from .assets import group_name
 from .resources import FileConnectorResource
 
@@ -32,26 +37,77 @@ def build_job(endpoint: EndpointConfig, assets: list[AssetsDefinition]) -> Unres
     )
 
 
-def build_schedule(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition,
-                   partitions: DynamicPartitionsDefinition) -> ScheduleDefinition:
-    """A cron schedule that syncs every known container of the endpoint."""
-    assert endpoint.schedule is not None
+def _run_requests(decision: Decision, trigger: str) -> list[RunRequest]:
+    return [RunRequest(run_key=key, partition_key=container, tags={"file_connector/trigger": trigger})
+            for container, key in decision.runs.items()]
 
+
+def build_triggers(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition,
+                   partitions: DynamicPartitionsDefinition, connector: FileConnectorResource,
+                   base_dir: Path = Path(".")) -> tuple[list[ScheduleDefinition], list[SensorDefinition]]:
+    """The endpoint's configured schedules: a Dagster schedule for each that ticks on a cron, a
+    sensor for each that polls, nothing for manual ones. All switched on unless `enabled: false`.
+
+    Schedules open sources and stores through `connector` directly (a schedule taking a resource
+    needs a context manager in every test); sensors take it as a resource."""
+    schedules: list[ScheduleDefinition] = []
+    sensors: list[SensorDefinition] = []
+    for options, suffix in zip(endpoint.schedules, endpoint.schedule_suffixes()):
+        kind = build_schedule_type(endpoint.name, options, base_dir)
+        name = f"sync_{group_name(endpoint)}_{suffix}"
+        description = f"Sync {endpoint.name}: {kind.describe()}."
+        if kind.cron:
+            schedules.append(_schedule(endpoint, job, partitions, connector, kind, name, description))
+        elif kind.check_interval_s:
+            sensors.append(_sensor(endpoint, job, partitions, kind, name, description))
+    return schedules, sensors
+
+
+def _schedule(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition, partitions: DynamicPartitionsDefinition,
+              connector: FileConnectorResource, kind: ScheduleType, name: str, description: str) -> ScheduleDefinition:
     @schedule(
-        name=f"sync_{group_name(endpoint)}_schedule",
+        name=name,
         job=job,
-        cron_schedule=endpoint.schedule.cron,
-        execution_timezone=endpoint.schedule.timezone,
-        description=f"Sync {endpoint.name} on '{endpoint.schedule.cron}' ({endpoint.schedule.timezone}).",
+        cron_schedule=kind.cron,
+        execution_timezone=kind.timezone,
+        description=description,
+        default_status=DefaultScheduleStatus.RUNNING if kind.options.enabled else DefaultScheduleStatus.STOPPED,
+        tags={"file_connector/endpoint": endpoint.name},
     )
-    def _schedule(context: ScheduleEvaluationContext):
-        keys = context.instance.get_dynamic_partitions(partitions.name)
-        if not keys:
-            return SkipReason(f"{endpoint.name} has no containers yet; its discovery sensor adds them")
-        tick = context.scheduled_execution_time.isoformat()
-        return [RunRequest(run_key=f"{endpoint.name}:{key}:{tick}", partition_key=key) for key in keys]
+    def _tick(context: ScheduleEvaluationContext):
+        when = context.scheduled_execution_time or datetime.now(timezone.utc)
+        tick = Tick(endpoint.name, when.astimezone(ZoneInfo(kind.timezone)),
+                    context.instance.get_dynamic_partitions(partitions.name),
+                    open_source=lambda: connector.source(endpoint.name), open_store=connector.store,
+                    deadline=time.monotonic() + TICK_BUDGET_S, log=context.log)
+        decision = kind.decide(tick)
+        return _run_requests(decision, name) or SkipReason(decision.skip_reason or "nothing to sync")
 
-    return _schedule
+    return _tick
+
+
+def _sensor(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition, partitions: DynamicPartitionsDefinition,
+            kind: ScheduleType, name: str, description: str) -> SensorDefinition:
+    @sensor(
+        name=name,
+        job=job,
+        minimum_interval_seconds=kind.check_interval_s,
+        description=description,
+        default_status=DefaultSensorStatus.RUNNING if kind.options.enabled else DefaultSensorStatus.STOPPED,
+    )
+    def _check(context: SensorEvaluationContext, connector: FileConnectorResource):
+        state = json.loads(context.cursor) if context.cursor else {}
+        tick = Tick(endpoint.name, datetime.now(ZoneInfo(kind.timezone)),
+                    context.instance.get_dynamic_partitions(partitions.name), state,
+                    open_source=lambda: connector.source(endpoint.name), open_store=connector.store,
+                    deadline=time.monotonic() + TICK_BUDGET_S, log=context.log)
+        decision = kind.decide(tick)
+        cursor = json.dumps(decision.state if decision.state is not None else state)
+        if decision.runs:
+            return SensorResult(run_requests=_run_requests(decision, name), cursor=cursor)
+        return SensorResult(skip_reason=SkipReason(decision.skip_reason or "nothing to sync"), cursor=cursor)
+
+    return _check
 
 
 def build_discovery_sensor(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition,
