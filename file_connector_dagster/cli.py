@@ -10,11 +10,16 @@ import os
 import sys
 from typing import Any, Sequence
 
-from .config import check_environment, config_path, load_config, redact
+from .config import check_environment, config_path, load_config, missing_environment, redact
 from .errors import FileConnectorError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 COUNTS = ("listed", "added", "updated", "unchanged", "deleted", "errors")
+PROCESSING = ("processed", "excluded")  # from the files asset: records its processors saw / excluded
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _table(headers: Sequence[str], rows: list[Sequence[Any]]) -> str:
@@ -27,15 +32,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .schedules import build_schedule
 
     config = load_config(args.config)
-    check_environment(config, str(config_path(args.config)))
+    label = str(config_path(args.config))
+    check_environment(config, label)
     active = config.active_endpoints
-    print(f"{config_path(args.config)}: OK, {len(config.endpoints)} endpoints ({len(active)} active), "
+    print(f"{label}: OK, {plural(len(config.endpoints), 'endpoint')} ({len(active)} active), "
           f"store {config.store.type}")
     for ep in config.endpoints:
         schedule = "; ".join(build_schedule(ep.name, o).describe() + ("" if o.enabled else " (off)")
                              for o in ep.schedules) or "no schedule"
         procs = ", ".join(p.type for p in ep.processors) or "no processors"
         print(f"  {ep.name}: {ep.type}, {'active' if ep.is_active else 'inactive'}, {schedule}, {procs}")
+    for line in missing_environment(config, inactive=True):
+        print(f"warning: {label}: {line} (the endpoint is inactive; set it before is_active: true)")
     return EXIT_OK
 
 
@@ -63,10 +71,9 @@ def _failure_message(result: Any) -> str:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from dagster import AssetKey, materialize
-
     from .defs import build_definitions
-    from .defs.assets import partitions_for
+    from .defs.assets import files_key, listing_key, partitions_for
+    from .defs.triggers import job_name
     from .sources import build_source
 
     path = config_path(args.config)
@@ -75,7 +82,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not endpoints:
         print("no active endpoints to sync")
         return EXIT_OK
-    defs = build_definitions(path)
+    defs = build_definitions(path, retries=False)  # a terminal reports a failure at once
     instance = _dagster_instance()
     log_level = "INFO" if args.verbose else "ERROR"
     rows, failed = [], 0
@@ -86,7 +93,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         try:
             containers = [c.key for c in source.containers()]
         except FileConnectorError as exc:
-            rows.append((ep.name, "-", *["" for _ in COUNTS], "", f"failed: {redact(str(exc))}"))
+            rows.append((ep.name, "-", *["" for _ in COUNTS + PROCESSING], "", f"failed: {redact(str(exc))}"))
             failed += 1
             continue
         finally:
@@ -100,29 +107,31 @@ def cmd_sync(args: argparse.Namespace) -> int:
         known = set(instance.get_dynamic_partitions(partitions.name))
         if new := [c for c in containers if c not in known]:
             instance.add_dynamic_partitions(partitions.name, new)
-        listing = defs.resolve_assets_def(AssetKey(["listings", ep.name]))
-        files = defs.resolve_assets_def(AssetKey(["files", ep.name]))
+        job = defs.resolve_job_def(job_name(ep))  # the UI shows CLI runs under the endpoint's job
+        listing_op = defs.resolve_assets_def(listing_key(ep.name)).op.name
         for container in containers:
-            result = materialize(
-                [listing, files], partition_key=container, instance=instance, raise_on_error=False,
+            result = job.execute_in_process(
+                partition_key=container, instance=instance, raise_on_error=False,
                 tags={"file_connector/trigger": "cli"},
                 run_config={
-                    "ops": {listing.op.name: {"config": {"full": args.full}}},
+                    "ops": {listing_op: {"config": {"full": args.full}}},
                     "loggers": {"console": {"config": {"log_level": log_level}}},
                 },
             )
-            metadata = {}
-            for event in result.get_asset_materialization_events():
-                if event.asset_key == listing.key:
-                    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+            by_asset = {event.asset_key: {k: v.value for k, v in event.materialization.metadata.items()}
+                        for event in result.get_asset_materialization_events()}
+            processing = by_asset.get(files_key(ep.name), {})
+            metadata = {**by_asset.get(listing_key(ep.name), {}),
+                        **{k: processing[k] for k in (*PROCESSING, "processing_errors") if k in processing}}
             if result.success:
-                status = "ok"
+                errors = metadata.get("processing_errors", 0)
+                status = f"ok ({plural(errors, 'processing error')})" if errors else "ok"
             else:
                 failed += 1
                 status = f"failed: {_failure_message(result)}"
-            rows.append((ep.name, container, *[metadata.get(k, "") for k in COUNTS],
+            rows.append((ep.name, container, *[metadata.get(k, "") for k in COUNTS + PROCESSING],
                          f"{metadata['duration_s']:.2f}s" if "duration_s" in metadata else "", status))
-    print(_table(("endpoint", "container", *COUNTS, "duration", "status"), rows))
+    print(_table(("endpoint", "container", *COUNTS, *PROCESSING, "duration", "status"), rows))
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -215,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except FileConnectorError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        for line in redact(str(exc)).splitlines():  # one line per problem
+            print(f"error: {line}", file=sys.stderr)
         return EXIT_CONFIG if exc.__class__.__name__ == "ConfigError" else EXIT_FAILED
 
 

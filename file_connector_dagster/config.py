@@ -131,7 +131,7 @@ class PluginConfig(BaseModel):
 
 
 class EndpointConfig(_Strict):
-    name: str = Field(pattern=_SLUG)
+    name: str
     type: str
     endpoint_details: Any = Field(default_factory=dict)
     project_id: str | None = None
@@ -141,82 +141,155 @@ class EndpointConfig(_Strict):
     schedule: list[Any] = Field(default_factory=list)  # ScheduleOptions once validated
     processors: list[ProcessorConfig] = Field(default_factory=list)
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(_SLUG, value):
+            raise ValueError(f"{value!r} is not a slug: use lowercase letters, digits, '-' and '_' "
+                             "(at most 63, starting with a letter or digit)")
+        return value
+
     @field_validator("schedule", mode="before")
     @classmethod
     def _schedule(cls, value: Any) -> Any:
-        if value is None:
-            return []
-        items = []
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str):
-                item = {"type": "cron", "cron": item}
-            elif isinstance(item, dict) and "type" not in item:
-                item = {"type": "cron", **item}
-            items.append(item)
-        return items
+        return _schedule_list(value)
+
+    @model_validator(mode="after")
+    def _details(self) -> "EndpointConfig":
+        details, schedules, problems = _nested(self.type, self.endpoint_details, self.processors, self.schedule)
+        if problems:
+            raise ValueError(problems[0])
+        self.endpoint_details, self.schedule = details, schedules
+        return self
 
     @property
     def schedules(self) -> list[Any]:
         """The endpoint's validated schedules (ScheduleOptions), in config order."""
         return self.schedule
 
-    @model_validator(mode="after")
-    def _details(self) -> "EndpointConfig":
-        from .processors.base import processor_class
-        from .sources.base import source_class
-
-        def check(where: str, validate: Any) -> Any:
-            try:
-                return validate()
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                field_path = ".".join(str(p) for p in (where, *first["loc"]))
-                raise ValueError(f"{field_path}: {first['msg'].removeprefix('Value error, ')}") from None
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
-
-        cls = check("type", lambda: source_class(self.type))
-        if not isinstance(self.endpoint_details, cls.Details):
-            self.endpoint_details = check("endpoint_details",
-                                          lambda: cls.Details.model_validate(self.endpoint_details or {}))
-        for i, proc in enumerate(self.processors):
-            check(f"processors[{i}]",
-                  lambda: processor_class(proc.type).Options.model_validate(proc.model_extra or {}))
-        self._validate_schedules(cls, check)
-        return self
-
-    def _validate_schedules(self, source_cls: Any, check: Any) -> None:
-        from .schedules.base import ScheduleOptions, build_schedule, schedule_class
-
-        for i, options in enumerate(self.schedule):
-            where = "schedule" if len(self.schedule) == 1 else f"schedule[{i}]"
-            if not isinstance(options, ScheduleOptions):
-                if not isinstance(options, dict):
-                    raise ValueError(f"{where}: expected a cron string or a mapping with a type")
-                try:
-                    kind = schedule_class(str(options.get("type")))
-                except ConfigError as exc:
-                    raise ValueError(f"{where}.type: {exc}") from None
-                options = check(where, lambda: kind.Options.model_validate(options))
-                self.schedule[i] = options
-            try:
-                build_schedule(self.name, options).check_source(source_cls)
-            except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from None
-        suffixes = self.schedule_suffixes()
-        for i, suffix in enumerate(suffixes):
-            if suffix in suffixes[:i]:
-                raise ValueError(f"schedule[{i}].name: two schedules of the endpoint are both named {suffix!r}")
-
     def schedule_suffixes(self) -> list[str]:
-        """What tells the endpoint's schedules apart in their Dagster names: `name:`, else
-        "schedule" for the only one, "schedule_<n>" (from 1) in a list."""
-        return [options.name or ("schedule" if len(self.schedule) == 1 else f"schedule_{i + 1}")
-                for i, options in enumerate(self.schedule)]
+        """What tells the endpoint's schedules apart in their Dagster names."""
+        return _schedule_suffixes(self.schedule)
 
     def secret_free_details(self) -> dict[str, Any]:
         """endpoint_details as JSON; Secret fields serialize as their ${NAME} reference."""
         return self.endpoint_details.model_dump(mode="json")
+
+
+def _schedule_list(value: Any) -> Any:
+    """`schedule:` as a list of mappings: a string is a cron expression, a mapping without `type` a cron one."""
+    if value is None:
+        return []
+    items = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str):
+            item = {"type": "cron", "cron": item}
+        elif isinstance(item, dict) and "type" not in item:
+            item = {"type": "cron", **item}
+        items.append(item)
+    return items
+
+
+def _schedule_suffixes(schedules: list[Any]) -> list[str]:
+    """`name:`, else "schedule" for the only one, "schedule_<n>" (from 1) in a list."""
+    names = [options.get("name") if isinstance(options, dict) else getattr(options, "name", None)
+             for options in schedules]
+    return [str(name) if name else ("schedule" if len(schedules) == 1 else f"schedule_{i + 1}")
+            for i, name in enumerate(names)]
+
+
+def _nested(type_name: Any, details: Any, processors: list[Any],
+            schedules: Any = None) -> tuple[Any, list[Any], list[str]]:
+    """Validate an endpoint's source-specific details, processor options and schedules by their own models.
+
+    Returns the validated details, the validated schedules (ScheduleOptions) and every problem found,
+    each as "field: message".
+    """
+    from .processors.base import processor_class
+    from .sources.base import source_class
+
+    problems: list[str] = []
+
+    def check(where: str, validate: Any) -> Any:
+        try:
+            return validate()
+        except ValidationError as exc:
+            problems.extend(line[:500] for line in _merge([(_field_path([where, *error["loc"]]), _message(error))
+                                                          for error in exc.errors()]))
+        except ConfigError as exc:
+            problems.append(f"{where}: {exc}")
+        return None
+
+    from .sources.base import source_types
+
+    if not isinstance(type_name, str) or type_name not in source_types():  # the file's word is "type"; the registry says "source type"
+        problems.append(f"type: unknown type {str(type_name)[:80]!r}; known types: {', '.join(sorted(source_types()))}")
+        cls = None
+    else:
+        cls = check("type", lambda: source_class(str(type_name)))
+    if cls is not None and not isinstance(details, cls.Details):
+        details = check("endpoint_details", lambda: cls.Details.model_validate(details or {}))
+    for i, proc in enumerate(processors if isinstance(processors, list) else []):  # else the model reports it
+        if isinstance(proc, BaseModel):
+            proc = {"type": proc.type, **(proc.model_extra or {})}
+        if not isinstance(proc, dict) or not isinstance(proc.get("type"), str):
+            continue  # the ProcessorConfig model reports it
+        options = {k: v for k, v in proc.items() if k != "type"}
+        processor = check(f"processors[{i}].type", lambda: processor_class(str(proc["type"])))
+        if processor is not None:
+            check(f"processors[{i}]", lambda: processor.Options.model_validate(options))
+    validated = _validate_schedules(_schedule_list(schedules), cls, check, problems)
+    return details, validated, problems
+
+
+def _validate_schedules(schedules: Any, source_cls: Any, check: Any, problems: list[str]) -> list[Any]:
+    from .schedules.base import ScheduleOptions, build_schedule, schedule_class
+
+    if not isinstance(schedules, list):
+        return []  # the model reports it
+    validated = []
+    for i, options in enumerate(schedules):
+        where = "schedule" if len(schedules) == 1 else f"schedule[{i}]"
+        if not isinstance(options, ScheduleOptions):
+            if not isinstance(options, dict):
+                problems.append(f"{where}: expected a cron string or a mapping with a type")
+                continue
+            kind = check(f"{where}.type", lambda: schedule_class(str(options.get("type"))))
+            options = kind and check(where, lambda: kind.Options.model_validate(options))
+            if options is None:
+                continue
+        if source_cls is not None:
+            try:
+                build_schedule("", options).check_source(source_cls)
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
+        validated.append(options)
+    suffixes = _schedule_suffixes(schedules)
+    for i, suffix in enumerate(suffixes):
+        if suffix in suffixes[:i]:
+            problems.append(f"schedule[{i}].name: two schedules of the endpoint are both named {suffix!r}")
+    return validated
+
+
+def dagster_name(endpoint_name: str) -> str:
+    """The endpoint's name in Dagster's names (group, job, sensor, schedule, partitions): `-` becomes `_`."""
+    return endpoint_name.replace("-", "_")
+
+
+def _name_problems(names: list[Any]) -> list[tuple[int, str]]:
+    """(index, problem) for endpoint names that repeat or map to the same Dagster name."""
+    problems: list[tuple[int, str]] = []
+    first: dict[str, str] = {}
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            continue
+        earlier = first.setdefault(dagster_name(name), name)
+        if earlier == name and names.index(name) != i:
+            problems.append((i, f"name: duplicate endpoint name {name!r}"))
+        elif earlier != name:
+            problems.append((i, f"name: {name!r} and {earlier!r} both become the Dagster name "
+                                f"{dagster_name(name)!r} (assets, jobs, sensors); rename one"))
+    return problems
 
 
 class ConnectorConfig(_Strict):
@@ -227,11 +300,8 @@ class ConnectorConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> "ConnectorConfig":
-        seen: set[str] = set()
-        for i, ep in enumerate(self.endpoints):
-            if ep.name in seen:
-                raise ValueError(f"duplicate endpoint name {ep.name!r} (endpoints[{i}])")
-            seen.add(ep.name)
+        for i, problem in _name_problems([ep.name for ep in self.endpoints]):
+            raise ValueError(f"endpoint {self.endpoints[i].name!r}: {problem}")
         return self
 
     def endpoint(self, name: str) -> EndpointConfig:
@@ -248,8 +318,9 @@ class ConnectorConfig(_Strict):
         path = Path(os.path.expanduser(str(path)))
         return path if path.is_absolute() else (self.base_dir / path).resolve()
 
-    def env_references(self) -> list[tuple[str, str]]:
-        """Every (where, NAME) environment reference of the store and the active endpoints."""
+    def env_references(self, inactive: bool = False) -> list[tuple[str, str]]:
+        """Every (where, NAME) environment reference of the store and the active endpoints
+        (with inactive=True: of the inactive endpoints only)."""
         found: list[tuple[str, str]] = []
 
         def walk(value: Any, where: str) -> None:
@@ -262,8 +333,11 @@ class ConnectorConfig(_Strict):
                 for i, item in enumerate(value):
                     walk(item, f"{where}[{i}]")
 
-        walk(self.store, "store")
-        for ep in self.active_endpoints:
+        if not inactive:
+            walk(self.store, "store")
+        for ep in self.endpoints:
+            if ep.is_active == inactive:
+                continue
             walk(ep.endpoint_details, f"endpoint {ep.name!r}: endpoint_details")
         return found
 
@@ -277,27 +351,133 @@ def config_path(explicit: str | os.PathLike | None = None) -> Path:
     return Path(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).exists() else EXAMPLE_CONFIG
 
 
-def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
-    loc = list(error["loc"])
-    where = ""
-    if len(loc) >= 2 and loc[0] == "endpoints" and isinstance(loc[1], int):
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "bytes", "function-after", "function-plain"}
+
+
+_INDEXED = re.compile(r"^[A-Za-z_]\w*\[\d+\]$")  # "processors[0]": a field of ours, not a union tag
+
+
+def _field_path(loc: list[Any]) -> str:
+    """A pydantic error location as the file's field path (union and validator tags dropped)."""
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and not _INDEXED.match(p)
+                                                and ("[" in p or p in _UNION_TAGS)))
+
+
+def _message(error: dict[str, Any]) -> str:
+    return error["msg"].removeprefix("Value error, ")
+
+
+def _merge(lines: list[tuple[str, str]]) -> list[str]:
+    """(field path, message) pairs as one "path: message" line per field (a union's branches each
+    report the same wrong value: "a valid string or a valid list")."""
+    by_path: dict[str, list[str]] = {}
+    for path, message in lines:
+        messages = by_path.setdefault(path, [])
+        if message not in messages:
+            messages.append(message)
+    merged = []
+    for path, messages in by_path.items():
+        text = messages[0] + "".join(" or " + m.removeprefix("Input should be ") for m in messages[1:])
+        merged.append(f"{path + ': ' if path else ''}{text}")
+    return merged
+
+
+def _describe_all(errors: list[dict[str, Any]], raw: dict[str, Any]) -> list[tuple[int, str]]:
+    """(endpoint index or -1, line) for each field with errors."""
+    grouped: dict[tuple[int, str], list[tuple[str, str]]] = {}
+    for error in errors:
+        loc = list(error["loc"])
+        index, where = -1, ""
+        if len(loc) >= 2 and loc[0] == "endpoints" and isinstance(loc[1], int):
+            index, where = loc[1], f"{_endpoint_label(raw, loc[1])}: "
+            loc = loc[2:]
+        if loc[:1] == ["store"] and len(loc) > 1 and isinstance(raw.get("store"), dict) \
+                and loc[1] == raw["store"].get("type"):
+            del loc[1]  # the union's tag (the store type) is not a field
+        grouped.setdefault((index, where), []).append((_field_path(loc), _message(error)))
+    return [(index, (where + line)[:500]) for (index, where), lines in grouped.items() for line in _merge(lines)]
+
+
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config with thousands of endpoints is well under 1 MiB
+MAX_CONFIG_NODES = 200_000  # YAML nodes after expanding aliases: refuses alias bombs ("billion laughs")
+MAX_CONFIG_DEPTH = 64
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses duplicate keys, deep nesting and documents that aliases would
+    expand beyond MAX_CONFIG_NODES nodes. Counting happens while composing, before any object is
+    built, so a bomb costs milliseconds and no memory."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._nodes = 0
+        self._depth = 0
+        self._sizes: dict[int, int] = {}
+
+    def _size(self, node: yaml.Node) -> int:
+        """Nodes under `node` once every alias is expanded (memoized: linear in the document)."""
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._size(k) + self._size(v) for k, v in node.value)
+        else:
+            size = 1
+        self._sizes[id(node)] = size
+        return size
+
+    def _count(self, nodes: int, mark: Any) -> None:
+        self._nodes += nodes
+        if self._nodes > MAX_CONFIG_NODES:
+            raise yaml.composer.ComposerError(None, None, f"the document expands to more than {MAX_CONFIG_NODES} "
+                                              "values (aliases repeated too often?)", mark)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) and event.anchor in self.anchors:
+            self._count(self._size(self.anchors[event.anchor]), event.start_mark)
+            return super().compose_node(parent, index)
+        self._count(1, event.start_mark)
+        self._depth += 1
         try:
-            name = raw["endpoints"][loc[1]].get("name")
-        except (KeyError, IndexError, TypeError, AttributeError):
-            name = None
-        where = f"endpoint {name!r}: " if name else f"endpoints[{loc[1]}]: "
-        loc = loc[2:]
-    # pydantic puts union/function tags in loc; keep the field names only
-    field_path = ".".join(str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in ("function-after",))))
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{where}{field_path + ': ' if field_path else ''}{message}"
+            if self._depth > MAX_CONFIG_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_CONFIG_DEPTH} levels deep",
+                                                  event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {str(key)[:80]!r}",
+                                                            key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(text: str) -> Any:
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def load_config(path: str | os.PathLike | None = None) -> ConnectorConfig:
     """Read and validate connector.yaml; every problem is a ConfigError naming file, endpoint and field."""
     path = config_path(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB; refusing to read it")
+        raw = _read_yaml(data.decode("utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found (use --config PATH or FILE_CONNECTOR_CONFIG)") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -305,34 +485,71 @@ def load_config(path: str | os.PathLike | None = None) -> ConnectorConfig:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with store, plugins and endpoints")
     return parse_config(raw, base_dir=Path(path).resolve().parent, label=str(path))
 
 
-def parse_config(raw: dict[str, Any], base_dir: Path = Path("."), label: str = "connector.yaml") -> ConnectorConfig:
-    for i, ep in enumerate(raw.get("endpoints") or []):
-        # validate type first so an unknown type is one message listing the known ones
-        if isinstance(ep, dict) and "type" in ep:
-            from .sources.base import source_types
-
-            if ep["type"] not in source_types():
-                name = ep.get("name") or f"endpoints[{i}]"
-                raise ConfigError(f"{label}: endpoint {name!r}: type: unknown type {ep['type']!r}; "
-                                  f"known types: {', '.join(sorted(source_types()))}")
+def _endpoint_label(raw: Any, index: int) -> str:
+    """How messages name endpoints[index]: its name when that is a plain short string."""
     try:
-        return ConnectorConfig.model_validate({**raw, "base_dir": base_dir})
+        name = raw["endpoints"][index].get("name")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        name = None
+    return f"endpoint {name!r}" if isinstance(name, str) and len(name) <= 80 else f"endpoints[{index}]"
+
+
+MAX_PROBLEMS = 50  # lines listed for one file; a generated file can be wrong thousands of times
+
+
+def parse_config(raw: dict[str, Any], base_dir: Path = Path("."), label: str = "connector.yaml") -> ConnectorConfig:
+    """Validate a parsed connector.yaml; raises one ConfigError listing every problem, one line each."""
+    endpoints = raw.get("endpoints") if isinstance(raw.get("endpoints"), list) else []
+
+    def where(i: int) -> str:
+        return f"{_endpoint_label(raw, i)}: "
+
+    # Checked here, on the raw file, so that one bad field does not hide the others: source details and
+    # processor options (their own models) and names (they must stay distinct once turned into Dagster names).
+    problems: list[tuple[int, str]] = []
+    nested_failed: set[int] = set()
+    for i, ep in enumerate(endpoints):
+        if isinstance(ep, dict) and isinstance(ep.get("type"), str):  # else the model says what is wrong
+            for problem in _nested(ep["type"], ep.get("endpoint_details"), ep.get("processors") or [],
+                                   ep.get("schedule"))[2]:
+                problems.append((i, where(i) + problem))
+                nested_failed.add(i)
+    problems += [(i, where(i) + problem) for i, problem in
+                 _name_problems([ep.get("name") if isinstance(ep, dict) else None for ep in endpoints])]
+    try:
+        config = ConnectorConfig.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as exc:
-        errors = exc.errors()
-        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-        raise ConfigError(f"{label}: {_describe(errors[0], raw)}{more}") from None
+        errors = [error for error in exc.errors()  # the model's cross-checks were reported above, in full
+                  if not (error["loc"] == () or (len(error["loc"]) == 2 and error["loc"][0] == "endpoints"
+                                                 and error["loc"][1] in nested_failed))]
+        problems += _describe_all(errors, raw)
+        config = None
     except ConfigError as exc:
         raise ConfigError(f"{label}: {exc}") from None
+    if problems:
+        ordered = [problem for _, problem in sorted(dict.fromkeys(problems), key=lambda p: p[0])]  # store first
+        shown = [f"{label}: {problem[:500]}" for problem in ordered[:MAX_PROBLEMS]]
+        if len(ordered) > MAX_PROBLEMS:
+            shown.append(f"{label}: ... and {len(ordered) - MAX_PROBLEMS} more problems")
+        raise ConfigError("\n".join(shown))
+    assert config is not None
+    return config
+
+
+def missing_environment(config: ConnectorConfig, inactive: bool = False) -> list[str]:
+    """One line per environment reference that is not set: the store's and the active endpoints'
+    (or, with inactive=True, those of the inactive endpoints)."""
+    return [f"{where}: environment variable {name} is not set"
+            for where, name in config.env_references(inactive=inactive) if name not in os.environ]
 
 
 def check_environment(config: ConnectorConfig, label: str = "connector.yaml") -> None:
-    """Fail on the first environment reference that is not set (what `validate` adds to parsing)."""
-    for where, name in config.env_references():
-        if name not in os.environ:
-            raise ConfigError(f"{label}: {where}: environment variable {name} is not set")
+    """Fail listing every environment reference that is not set (what `validate` adds to parsing)."""
+    if missing := missing_environment(config):
+        raise ConfigError("\n".join(f"{label}: {line}" for line in missing))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from file_connector_dagster.engine import open_changes, sync_container
+from file_connector_dagster.engine import sync_container
 from file_connector_dagster.sources.local import LocalDetails, LocalSource
 from file_connector_dagster.stores.sqlite import SQLiteStore
 
@@ -162,14 +162,14 @@ def test_killed_between_pages_resumes_from_checkpoint(tmp_path, store):
         (root / f"d{i % 3}/f{i:02}.txt").write_text(str(i))
     src = LocalSource("share", LocalDetails(roots=[str(root)], page_size=4))
     assert sync_container(src, store, "many").added == 25
-    stream = open_changes(src, store, "many")
+    pages = src.sync("many", store.sync_state("share", "many").cursor, {})
     committed = 0
-    for page in stream.pages:  # the next sync commits three pages, then "crashes"
+    for page in pages:  # the next sync commits three pages, then "crashes"
         store.apply_page("share", "many", page)
         committed += len(page.upserts)
         if committed == 12:
             break
-    stream.pages.close()
+    pages.close()
     state = store.sync_state("share", "many")
     assert state.listing_in_progress and json.loads(state.cursor)["after"] == "d1/f07.txt"
     (root / "d0/f00.txt").unlink()  # listed before the crash: found by the next listing
