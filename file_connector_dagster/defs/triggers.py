@@ -4,6 +4,7 @@ partitions definitions fails validation)."""
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,7 +17,7 @@ from dagster import (
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from ..config import EndpointConfig
-from ..engine import error_text
+from ..engine import error_text, retire_container
 from ..errors import FileConnectorError
 from ..schedules import Decision, ScheduleType, Tick, build_schedule as build_schedule_type
 from ..schedules.base import TICK_BUDGET_S
@@ -25,6 +26,9 @@ from .resources import FileConnectorResource
 
 # How often a discovery sensor lists an endpoint's containers (README: "Dagster UI").
 DISCOVERY_INTERVAL_S = 300
+# How long a known container may be missing at the source before its files are tombstoned and its
+# partition removed: long enough to ride out a permissions glitch or a provider outage.
+VANISHED_GRACE_S = 24 * 3600
 
 # Network-bound runs retry with exponential backoff and jitter (the CLI's in-process runs do not).
 SYNC_RETRY = RetryPolicy(max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
@@ -123,16 +127,19 @@ def _sensor(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition, partiti
 
 
 def build_discovery_sensor(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition,
-                           partitions: DynamicPartitionsDefinition,
-                           interval_s: int = DISCOVERY_INTERVAL_S) -> SensorDefinition:
-    """Adds containers that appeared at the source as partitions and requests their first sync."""
+                           partitions: DynamicPartitionsDefinition, interval_s: int = DISCOVERY_INTERVAL_S,
+                           vanished_grace_s: float = VANISHED_GRACE_S) -> SensorDefinition:
+    """Adds containers that appeared at the source as partitions and requests their first sync;
+    reports containers that vanished, and after `vanished_grace_s` tombstones their files and
+    removes their partitions (so schedules stop running them). Cursor: {"containers": [...],
+    "vanished": {key: first seen missing}, "retired": {key: when}} (times ISO, UTC)."""
 
     @sensor(
         name=f"discover_{group_name(endpoint)}",
         job=job,
         minimum_interval_seconds=interval_s,
         default_status=DefaultSensorStatus.RUNNING,
-        description=f"Find new containers of {endpoint.name} and sync them for the first time.",
+        description=f"Find new containers of {endpoint.name} and sync them for the first time; retire vanished ones.",
     )
     def _sensor(context: SensorEvaluationContext, connector: FileConnectorResource):
         try:
@@ -143,15 +150,63 @@ def build_discovery_sensor(endpoint: EndpointConfig, job: UnresolvedAssetJobDefi
                 source.close()
         except FileConnectorError as exc:
             return SkipReason(f"cannot list containers of {endpoint.name}: {error_text(exc)}")
-        known = set(context.instance.get_dynamic_partitions(partitions.name))
-        new = [key for key in found if key not in known]
-        cursor = json.dumps({"containers": sorted(found)})
+        previous = json.loads(context.cursor) if context.cursor else {}
+        known = context.instance.get_dynamic_partitions(partitions.name)
+        present = set(found)
+        new = [key for key in found if key not in set(known)]
+        now = datetime.now(timezone.utc)
+        report = Vanished.update(previous.get("vanished", {}), [key for key in known if key not in present],
+                                 now, vanished_grace_s)
+        retired, notes = [], []
+        if report.expired:
+            store = connector.store()
+            try:
+                for key in report.expired:
+                    stats = retire_container(store, endpoint.name, key)
+                    retired.append(key)
+                    notes.append(f"{key} retired: partition removed, {stats.deleted} files tombstoned")
+            except FileConnectorError as exc:  # the rest stay for the next tick
+                notes.append(f"cannot retire {report.expired[len(retired)]}: {error_text(exc)}")
+            finally:
+                store.close()
+        notes += [f"{key} vanished at the source (since {since}); partition removed after "
+                  f"{vanished_grace_s / 3600:g} h" for key, since in report.waiting.items()]
+        for note in notes:
+            context.log.warning(f"{endpoint.name}: {note}")
+        # a container that comes back after it was retired gets a new first-sync run key
+        returned = {**previous.get("retired", {}), **{key: now.isoformat(timespec="seconds") for key in retired}}
+        cursor = json.dumps({"containers": sorted(found), "retired": returned,
+                             "vanished": {k: v for k, v in report.since.items() if k not in retired}})
+        requests = []
+        if new:
+            requests.append(partitions.build_add_request(new))
+        if retired:
+            requests.append(partitions.build_delete_request(retired))
         if not new:
-            return SensorResult(skip_reason=SkipReason(f"no new containers ({len(found)} known)"), cursor=cursor)
+            summary = "; ".join([f"no new containers ({len(found)} at the source)", *notes])
+            return SensorResult(skip_reason=SkipReason(summary), dynamic_partitions_requests=requests, cursor=cursor)
         return SensorResult(
-            run_requests=[RunRequest(run_key=f"first-sync:{endpoint.name}:{key}", partition_key=key) for key in new],
-            dynamic_partitions_requests=[partitions.build_add_request(new)],
+            run_requests=[RunRequest(run_key=f"first-sync:{endpoint.name}:{key}"
+                                     + (f":after-{returned[key]}" if key in returned else ""), partition_key=key)
+                          for key in new],
+            dynamic_partitions_requests=requests,
             cursor=cursor,
         )
 
     return _sensor
+
+
+@dataclass
+class Vanished:
+    """Known containers missing at the source: since when, which are past the grace period."""
+
+    since: dict[str, str]  # key -> first tick it was missing (ISO, UTC)
+    expired: list[str]
+    waiting: dict[str, str]
+
+    @classmethod
+    def update(cls, previous: dict[str, str], missing: list[str], now: datetime, grace_s: float) -> "Vanished":
+        since = {key: previous.get(key, now.isoformat(timespec="seconds")) for key in missing}
+        expired = [key for key, first in since.items()
+                   if (now - datetime.fromisoformat(first)).total_seconds() >= grace_s]
+        return cls(since, expired, {k: v for k, v in since.items() if k not in expired})

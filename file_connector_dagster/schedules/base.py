@@ -48,8 +48,8 @@ class TimezoneOptions(ScheduleOptions):
     def _tz(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
+            raise ValueError(f"unknown time zone {value[:80]!r}") from None
         return value
 
 

@@ -24,7 +24,7 @@ class CronOptions(TimezoneOptions):
         from croniter import croniter
 
         if not croniter.is_valid(value):
-            raise ValueError(f"{value!r} is not a valid cron expression")
+            raise ValueError(f"{value[:80]!r} is not a valid cron expression")
         return value
 
 

@@ -38,7 +38,7 @@ class ConditionalOptions(ScheduleOptions):
     @classmethod
     def _url(cls, value: EnvString | None) -> EnvString | None:
         if value is not None and not value.template.startswith(("http://", "https://")):
-            raise ValueError(f"{value.template!r} is not an http(s) URL")
+            raise ValueError(f"{value.template[:80]!r} is not an http(s) URL")
         return value
 
     @model_validator(mode="after")
