@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 from .config import check_environment, config_path, load_config, missing_environment, redact
 from .errors import FileConnectorError
+from .plugins import PluginManager
+from .plugins.manager import sync_event
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 COUNTS = ("listed", "added", "updated", "unchanged", "deleted", "errors")
@@ -44,7 +46,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  {ep.name}: {ep.type}, {'active' if ep.is_active else 'inactive'}, {schedule}, {procs}")
     for line in missing_environment(config, inactive=True):
         print(f"warning: {label}: {line} (the endpoint is inactive; set it before is_active: true)")
-    return EXIT_OK
+    with PluginManager.from_config(config) as plugins:
+        for entry, plugin in plugins.plugins:
+            print(f"  plugin {plugin.name}: {entry.type}, on {', '.join(entry.on)}")
+        for problem in plugins.problems:
+            print(f"{label}: {problem}", file=sys.stderr)
+    return EXIT_CONFIG if plugins.problems else EXIT_OK
 
 
 def _dagster_instance():
@@ -56,18 +63,9 @@ def _dagster_instance():
 
 
 def _failure_message(result: Any) -> str:
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            error = event.step_failure_data.error
-            while error.cause is not None:
-                error = error.cause
-            message = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
-            for prefix in ("dagster._core.definitions.events.Failure: ",):
-                message = message.removeprefix(prefix)
-            if error.cls_name in ("ConfigError", "SourceError", "StoreError"):
-                message = message.split(": ", 1)[1] if message.startswith(error.cls_name + ":") else message
-            return redact(message)
-    return "run failed"
+    from .defs.notifications import failure_line
+
+    return failure_line(result.all_events)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -84,6 +82,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return EXIT_OK
     defs = build_definitions(path, retries=False)  # a terminal reports a failure at once
     instance = _dagster_instance()
+    plugins = PluginManager.from_config(config, log=lambda line: print(redact(line), file=sys.stderr)).start()
     log_level = "INFO" if args.verbose else "ERROR"
     rows, failed = [], 0
     for ep in endpoints:
@@ -131,6 +130,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 status = f"failed: {_failure_message(result)}"
             rows.append((ep.name, container, *[metadata.get(k, "") for k in COUNTS + PROCESSING],
                          f"{metadata['duration_s']:.2f}s" if "duration_s" in metadata else "", status))
+            if plugins.plugins:
+                with defs.resources["connector"].store() as store:
+                    event = sync_event(store, ep.name, container, "success" if result.success else "failure",
+                                       error=None if result.success else _failure_message(result),
+                                       run_id=result.run_id)
+                for outcome in plugins.dispatch(event):
+                    if not outcome.ok:
+                        print(outcome.detail, file=sys.stderr)
+    plugins.close()
     print(_table(("endpoint", "container", *COUNTS, *PROCESSING, "duration", "status"), rows))
     return EXIT_FAILED if failed else EXIT_OK
 

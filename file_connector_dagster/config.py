@@ -125,9 +125,35 @@ class ProcessorConfig(BaseModel):
     type: str
 
 
-class PluginConfig(BaseModel):
+class PluginEntry(BaseModel):
+    """One plugin under `plugins:`; its own options (validated by the plugin's Options) sit beside these."""
+
     model_config = ConfigDict(extra="allow")
     type: str
+    name: str | None = None
+    endpoints: list[str] | None = None  # only events of these endpoints (default: all)
+    on: list[Literal["success", "failure", "container_added"]] = ["success", "failure", "container_added"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, value: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads a bare `on:` key as the boolean True
+        if isinstance(value, dict) and True in value:
+            value = {("on" if k is True else k): v for k, v in value.items()}
+        return value
+
+
+class PluginsConfig(_Strict):
+    """`plugins:` either a list of plugin entries, or {directories: [...], use: [...]}."""
+
+    directories: list[str] = Field(default_factory=list)  # searched for plugin classes; never the cwd
+    use: list[PluginEntry] = Field(default_factory=list)
+    ui_url: str | None = None  # the Dagster UI's address, for run links in notifications
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        return {"use": value} if isinstance(value, list) else value
 
 
 class EndpointConfig(_Strict):
@@ -294,7 +320,7 @@ def _name_problems(names: list[Any]) -> list[tuple[int, str]]:
 
 class ConnectorConfig(_Strict):
     store: StoreConfig = Field(default_factory=SQLiteStoreConfig)
-    plugins: list[PluginConfig] = Field(default_factory=list)
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     base_dir: Path = Field(default=Path("."), exclude=True)  # relative paths resolve against it
 
@@ -335,6 +361,12 @@ class ConnectorConfig(_Strict):
 
         if not inactive:
             walk(self.store, "store")
+            for i, plugin in enumerate(self.plugins.use):
+                for key, value in (plugin.model_extra or {}).items():
+                    if isinstance(value, str):
+                        found.extend((f"plugins[{i}].{key}", name) for name in _REF.findall(value))
+                    elif isinstance(value, dict) and set(value) == {"env"}:
+                        found.append((f"plugins[{i}].{key}", value["env"]))
         for ep in self.endpoints:
             if ep.is_active == inactive:
                 continue

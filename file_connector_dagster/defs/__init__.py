@@ -10,6 +10,7 @@ from dagster import Definitions, in_process_executor
 from ..config import config_path, load_config
 from .assets import build_endpoint_assets, partitions_for
 from .io_managers import FilesIOManager, ListingsIOManager
+from .notifications import build_notification_sensors
 from .resources import FileConnectorResource
 from .triggers import build_discovery_sensor, build_job, build_triggers
 
@@ -34,6 +35,7 @@ def build_definitions(path: str | os.PathLike | None = None, retries: bool = Tru
         endpoint_schedules, endpoint_sensors = build_triggers(endpoint, job, partitions, connector, config.base_dir)
         schedules += endpoint_schedules
         sensors += endpoint_sensors
+    sensors += build_notification_sensors(config, jobs)
     return Definitions(
         assets=assets,
         jobs=jobs,
