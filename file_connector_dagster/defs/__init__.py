@@ -12,7 +12,7 @@ from .assets import build_endpoint_assets, partitions_for
 from .io_managers import FilesIOManager, ListingsIOManager
 from .notifications import build_notification_sensors
 from .resources import FileConnectorResource
-from .triggers import build_discovery_sensor, build_job, build_triggers
+from .triggers import build_discovery_sensor, build_job, build_triggers, resolve_job
 
 
 def build_definitions(path: str | os.PathLike | None = None, retries: bool = True) -> Definitions:
@@ -24,11 +24,16 @@ def build_definitions(path: str | os.PathLike | None = None, retries: bool = Tru
     resolved = Path(config_path(path)).resolve()
     config = load_config(resolved)
     connector = FileConnectorResource(config_path=str(resolved))
+    resources = {
+        "connector": connector,
+        "listings_io_manager": ListingsIOManager(connector=connector),
+        "files_io_manager": FilesIOManager(connector=connector),
+    }
     assets, jobs, schedules, sensors = [], [], [], []
     for endpoint in config.active_endpoints:
         partitions = partitions_for(endpoint)
         endpoint_assets = build_endpoint_assets(endpoint, config.store.type, partitions)
-        job = build_job(endpoint, endpoint_assets, retries=retries)
+        job = resolve_job(build_job(endpoint, endpoint_assets, retries=retries), endpoint_assets, resources)
         assets += endpoint_assets
         jobs.append(job)
         sensors.append(build_discovery_sensor(endpoint, job, partitions))
@@ -42,9 +47,5 @@ def build_definitions(path: str | os.PathLike | None = None, retries: bool = Tru
         schedules=schedules,
         sensors=sensors,
         executor=in_process_executor,  # also for runs of assets from several endpoints at once
-        resources={
-            "connector": connector,
-            "listings_io_manager": ListingsIOManager(connector=connector),
-            "files_io_manager": FilesIOManager(connector=connector),
-        },
+        resources=resources,
     )

@@ -7,14 +7,17 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
 from dagster import (
     AssetSelection, AssetsDefinition, Backoff, DefaultScheduleStatus, DefaultSensorStatus, DynamicPartitionsDefinition,
-    Jitter, RetryPolicy, RunRequest, ScheduleDefinition, ScheduleEvaluationContext, SensorDefinition,
+    JobDefinition, Jitter, RetryPolicy, RunRequest, ScheduleDefinition, ScheduleEvaluationContext, SensorDefinition,
     SensorEvaluationContext, SensorResult, SkipReason, define_asset_job, in_process_executor, schedule, sensor,
 )
+from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster._core.execution.build_resources import wrap_resources_for_execution
 
 from ..config import EndpointConfig
 from ..engine import error_text, retire_container
@@ -49,8 +52,18 @@ def build_job(endpoint: EndpointConfig, assets: list[AssetsDefinition],
         executor_def=in_process_executor,
         op_retry_policy=SYNC_RETRY if retries else None,
         description=f"Sync endpoint {endpoint.name}: listing, then processors.",
-        tags={"file_connector/endpoint": endpoint.name},
+        # the run queue's tag limits key on these (docs/deployment.md)
+        tags={"file_connector/endpoint": endpoint.name, "file_connector/source": endpoint.type},
     )
+
+
+def resolve_job(job: UnresolvedAssetJobDefinition, assets: list[AssetsDefinition],
+                resources: Mapping[str, Any]) -> JobDefinition:
+    """The endpoint's job resolved against its own assets. Left to Definitions, each job's selection
+    is resolved against every asset of the repository, which is quadratic: with 500 endpoints that
+    alone took most of the load time (benchmarks/definitions_bench.py)."""
+    return job.resolve(asset_graph=AssetGraph.from_assets(assets), default_executor_def=in_process_executor,
+                       resource_defs=wrap_resources_for_execution(resources))
 
 
 def _run_requests(decision: Decision, trigger: str) -> list[RunRequest]:
@@ -58,7 +71,7 @@ def _run_requests(decision: Decision, trigger: str) -> list[RunRequest]:
             for container, key in decision.runs.items()]
 
 
-def build_triggers(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition,
+def build_triggers(endpoint: EndpointConfig, job: JobDefinition,
                    partitions: DynamicPartitionsDefinition, connector: FileConnectorResource,
                    base_dir: Path = Path(".")) -> tuple[list[ScheduleDefinition], list[SensorDefinition]]:
     """The endpoint's configured schedules: a Dagster schedule for each that ticks on a cron, a
@@ -79,7 +92,7 @@ def build_triggers(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition,
     return schedules, sensors
 
 
-def _schedule(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition, partitions: DynamicPartitionsDefinition,
+def _schedule(endpoint: EndpointConfig, job: JobDefinition, partitions: DynamicPartitionsDefinition,
               connector: FileConnectorResource, kind: ScheduleType, name: str, description: str) -> ScheduleDefinition:
     @schedule(
         name=name,
@@ -102,7 +115,7 @@ def _schedule(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition, parti
     return _tick
 
 
-def _sensor(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition, partitions: DynamicPartitionsDefinition,
+def _sensor(endpoint: EndpointConfig, job: JobDefinition, partitions: DynamicPartitionsDefinition,
             kind: ScheduleType, name: str, description: str) -> SensorDefinition:
     @sensor(
         name=name,
@@ -126,7 +139,7 @@ def _sensor(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition, partiti
     return _check
 
 
-def build_discovery_sensor(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition,
+def build_discovery_sensor(endpoint: EndpointConfig, job: JobDefinition,
                            partitions: DynamicPartitionsDefinition, interval_s: int = DISCOVERY_INTERVAL_S,
                            vanished_grace_s: float = VANISHED_GRACE_S) -> SensorDefinition:
     """Adds containers that appeared at the source as partitions and requests their first sync;
