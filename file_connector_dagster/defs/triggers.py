@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
 from dagster import (
@@ -15,9 +14,7 @@ from dagster import (
     JobDefinition, Jitter, RetryPolicy, RunRequest, ScheduleDefinition, ScheduleEvaluationContext, SensorDefinition,
     SensorEvaluationContext, SensorResult, SkipReason, define_asset_job, in_process_executor, schedule, sensor,
 )
-from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
-from dagster._core.execution.build_resources import wrap_resources_for_execution
 
 from ..config import EndpointConfig
 from ..engine import error_text, retire_container
@@ -55,15 +52,6 @@ def build_job(endpoint: EndpointConfig, assets: list[AssetsDefinition],
         # the run queue's tag limits key on these (docs/deployment.md)
         tags={"file_connector/endpoint": endpoint.name, "file_connector/source": endpoint.type},
     )
-
-
-def resolve_job(job: UnresolvedAssetJobDefinition, assets: list[AssetsDefinition],
-                resources: Mapping[str, Any]) -> JobDefinition:
-    """The endpoint's job resolved against its own assets. Left to Definitions, each job's selection
-    is resolved against every asset of the repository, which is quadratic: with 500 endpoints that
-    alone took most of the load time (benchmarks/definitions_bench.py)."""
-    return job.resolve(asset_graph=AssetGraph.from_assets(assets), default_executor_def=in_process_executor,
-                       resource_defs=wrap_resources_for_execution(resources))
 
 
 def _run_requests(decision: Decision, trigger: str) -> list[RunRequest]:
