@@ -9,7 +9,12 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 from pydantic import BaseModel
 
+<<<<<<< HEAD
 from ..records import ChangePage, Folder, SyncState
+=======
+from ..errors import ContentUnavailable
+from ..records import ChangePage, FileRecord, Folder
+>>>>>>> main
 from ..registry import Registry
 
 
@@ -83,6 +88,7 @@ class Source(ABC):
         """Returns:
         Whether the provider can be reached and read with the configured credentials."""
 
+<<<<<<< HEAD
     def pending_changes(self, container: str, state: SyncState, limit: int, budget_s: float) -> int:
         """Count the changes waiting at the provider since the last committed sync, cheaply (no
         listing written anywhere, the stored cursor left as it is). Optional: sources that cannot
@@ -105,6 +111,20 @@ class Source(ABC):
     def can_probe(cls) -> bool:
         """Whether the source implements pending_changes()."""
         return cls.pending_changes is not Source.pending_changes
+=======
+    def open_content(self, record: FileRecord) -> Iterator[bytes]:
+        """Stream a file's bytes in chunks (memory: one chunk); closing the iterator releases the
+        connection or file.
+
+        Args:
+            record: a file of this endpoint, as the store keeps it (container, path, external_id).
+
+        Raises (from the call or while iterating):
+            ContentUnavailable: this source cannot serve content (the default), or the file is gone.
+            SourceError: the provider failed.
+        """
+        raise ContentUnavailable(f"endpoint {self.endpoint!r}: {self.type_name} sources cannot serve file content")
+>>>>>>> main
 
     def close(self) -> None:
         """Release connections."""
