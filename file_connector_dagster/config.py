@@ -335,11 +335,16 @@ def _nested(type_name: Any, details: Any, processors: list[Any],
             proc = {"type": proc.type, "name": getattr(proc, "name", None), **(proc.model_extra or {})}
         if not isinstance(proc, dict) or not isinstance(proc.get("type"), str):
             continue  # the ProcessorConfig model reports it
-<<<<<<< HEAD
-        options = {k: v for k, v in proc.items() if k != "type"}
-        processor = check(f"processors[{i}].type", lambda: processor_class(str(proc["type"])))
-        if processor is not None:
-            check(f"processors[{i}]", lambda: processor.Options.model_validate(options))
+        if check(f"processors[{i}].type", lambda: processor_class(str(proc["type"]))) is not None:
+            try:
+                processor_options(str(proc["type"]), {k: v for k, v in proc.items() if k not in ("type", "name")})
+            except ConfigError as exc:  # "<type>: <field>: <problem>"
+                problems.append(f"processors[{i}] {exc}")
+        name = proc.get("name") or proc["type"]
+        if name in names:
+            problems.append(f"processors[{i}] {proc['type']}: two processors are named {name!r}; "
+                            "give one a different `name`")
+        names.add(name)
     validated = _validate_schedules(_schedule_list(schedules), cls, check, problems)
     return details, validated, problems
 
@@ -371,19 +376,6 @@ def _validate_schedules(schedules: Any, source_cls: Any, check: Any, problems: l
         if suffix in suffixes[:i]:
             problems.append(f"schedule[{i}].name: two schedules of the endpoint are both named {suffix!r}")
     return validated
-=======
-        if check(f"processors[{i}].type", lambda: processor_class(str(proc["type"]))) is not None:
-            try:
-                processor_options(str(proc["type"]), {k: v for k, v in proc.items() if k not in ("type", "name")})
-            except ConfigError as exc:  # "<type>: <field>: <problem>"
-                problems.append(f"processors[{i}] {exc}")
-        name = proc.get("name") or proc["type"]
-        if name in names:
-            problems.append(f"processors[{i}] {proc['type']}: two processors are named {name!r}; "
-                            "give one a different `name`")
-        names.add(name)
-    return details, problems
->>>>>>> main
 
 
 def dagster_name(endpoint_name: str) -> str:

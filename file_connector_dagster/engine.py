@@ -171,8 +171,8 @@ def _close(pages: object) -> None:
 def sync_container(source: Source, store: Store, container: str, full: bool = False, prefetch: int = 2,
                    guard: DeleteGuard | None = None, processors: "Sequence[Processor] | None" = None) -> SyncStats:
     """open_changes + commit_changes, for tests and scripts that do not need Dagster."""
-<<<<<<< HEAD
-    return commit_changes(store, open_changes(source, container, full=full, guard=guard), prefetch=prefetch)
+    return commit_changes(store, open_changes(source, container, full=full, guard=guard, processors=processors),
+                          prefetch=prefetch)
 
 
 def retire_container(store: Store, endpoint: str, container: str) -> SyncStats:
@@ -183,7 +183,3 @@ def retire_container(store: Store, endpoint: str, container: str) -> SyncStats:
     with ContainerSync(store, endpoint, container, DeleteGuard(allow=True), full=True) as sync:
         sync.apply(ChangePage(full_listing=True, starts_listing=True, last=True, cursor=None))
     return sync.stats
-=======
-    return commit_changes(store, open_changes(source, container, full=full, guard=guard, processors=processors),
-                          prefetch=prefetch)
->>>>>>> main

@@ -9,12 +9,8 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 from pydantic import BaseModel
 
-<<<<<<< HEAD
-from ..records import ChangePage, Folder, SyncState
-=======
 from ..errors import ContentUnavailable
-from ..records import ChangePage, FileRecord, Folder
->>>>>>> main
+from ..records import ChangePage, FileRecord, Folder, SyncState
 from ..registry import Registry
 
 
@@ -88,7 +84,6 @@ class Source(ABC):
         """Returns:
         Whether the provider can be reached and read with the configured credentials."""
 
-<<<<<<< HEAD
     def pending_changes(self, container: str, state: SyncState, limit: int, budget_s: float) -> int:
         """Count the changes waiting at the provider since the last committed sync, cheaply (no
         listing written anywhere, the stored cursor left as it is). Optional: sources that cannot
@@ -111,7 +106,7 @@ class Source(ABC):
     def can_probe(cls) -> bool:
         """Whether the source implements pending_changes()."""
         return cls.pending_changes is not Source.pending_changes
-=======
+
     def open_content(self, record: FileRecord) -> Iterator[bytes]:
         """Stream a file's bytes in chunks (memory: one chunk); closing the iterator releases the
         connection or file.
@@ -124,7 +119,6 @@ class Source(ABC):
             SourceError: the provider failed.
         """
         raise ContentUnavailable(f"endpoint {self.endpoint!r}: {self.type_name} sources cannot serve file content")
->>>>>>> main
 
     def close(self) -> None:
         """Release connections."""
