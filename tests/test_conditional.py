@@ -46,6 +46,11 @@ def sync_all(config_path: Path, endpoint: str) -> list[str]:
         store.close()
 
 
+def listing_started(config_path: Path, container: str) -> str:
+    with open_store(load_config(config_path)) as store:
+        return json.loads(store.sync_state("share", container).cursor)["started"]
+
+
 def evaluate(defs, instance, name: str, cursor: str | None = None) -> SensorResult:
     sensor = defs.resolve_sensor_def(name)
     with build_sensor_context(instance_ref=instance.get_ref(), resources=defs.resources, cursor=cursor) as context:
@@ -94,10 +99,13 @@ def test_local_folder_pending_changes(tmp_path):
         assert requested(again) == requested(first)  # same pending changes, same run key: no second run
 
         # the probe allows 1 s for coarse file-system clocks: changes made well before the next listing
-        earlier = time.time() - 10
+        # (each listing counts from its own start, not the first one's)
+        earlier = time.time() - 5
         for path in ("alpha", "alpha/new1.txt", "alpha/sub/b.txt", "beta/c.txt"):
             os.utime(share / path, (earlier, earlier))
+        started_before = listing_started(config, "alpha")
         sync_all(config, "share")
+        assert listing_started(config, "alpha") > started_before
         result = evaluate(defs, instance, "sync_share_schedule")
         assert not result.run_requests and "alpha: 0" in skip_message(result)
 

@@ -143,9 +143,9 @@ class LocalSource(Source):
                               f"(containers: {', '.join(dirs) or 'none'})")
         top = dirs[container]
         state = json.loads(cursor) if cursor else {}
-        # when the listing (first page) started: files changed after it are what pending_changes counts
-        started = state.get("started") or datetime.now(timezone.utc).isoformat()
         after = tuple(state["after"].split("/")) if state.get("after") else None
+        # when this listing started (kept when it resumes): what pending_changes counts changes from
+        started = (after and state.get("started")) or datetime.now(timezone.utc).isoformat()
         starts = after is None
         incomplete = bool(state.get("incomplete"))
         changes: list[FileRecord] = []
