@@ -1,5 +1,6 @@
 """The real scheduler: `dagster-daemon run` on a temporary instance (the repository's dagster.yaml,
-run queue and limits included) launches exactly one run per container for a schedule tick."""
+run queue and limits included) launches exactly the expected run for a schedule tick: one run (a
+partition range) covering every container."""
 
 import os
 import shutil
@@ -28,7 +29,7 @@ endpoints:
 
 
 @pytest.mark.slow
-def test_daemon_schedule_tick_launches_one_run_per_container(tmp_path, monkeypatch):
+def test_daemon_schedule_tick_launches_exactly_the_expected_run(tmp_path, monkeypatch):
     for name in ("alpha", "beta"):
         (tmp_path / "share" / name).mkdir(parents=True)
         (tmp_path / "share" / name / f"{name}.txt").write_text(name)
@@ -50,7 +51,7 @@ def test_daemon_schedule_tick_launches_one_run_per_container(tmp_path, monkeypat
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             runs = instance.get_runs(RunsFilter(tags={"dagster/schedule_name": "sync_minutely_schedule"}))
-            if len(runs) >= 2 and all(r.is_finished for r in runs):
+            if runs and all(r.is_finished for r in runs):
                 break
             assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
             time.sleep(1)
@@ -65,13 +66,16 @@ def test_daemon_schedule_tick_launches_one_run_per_container(tmp_path, monkeypat
     by_tick: dict[str, list[str]] = defaultdict(list)
     for run in runs:
         assert run.tags.get("dagster/schedule_name") == "sync_minutely_schedule"  # nothing else ran
-        endpoint, container, tick = run.tags["dagster/run_key"].split(":", 2)
-        assert (endpoint, run.tags["dagster/partition"]) == ("minutely", container)
+        endpoint, rest = run.tags["dagster/run_key"].split(":", 1)
+        tick, span = rest.rsplit(":", 1)
+        assert (endpoint, span) == ("minutely", "alpha..beta")  # both containers in one run (a range)
+        assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == \
+            ("alpha", "beta")
         assert run.tags["file_connector/source"] == "local"  # what the queue's per-provider limit keys on
         assert run.status == DagsterRunStatus.SUCCESS, run.run_id
-        by_tick[tick].append(container)
-    # every tick that fired launched exactly one run per container (a second tick may fire while we wait)
-    assert by_tick and all(sorted(containers) == ["alpha", "beta"] for containers in by_tick.values()), by_tick
+        by_tick[tick].append(span)
+    # every tick that fired launched exactly one run for its containers (a second tick may fire meanwhile)
+    assert by_tick and all(spans == ["alpha..beta"] for spans in by_tick.values()), by_tick
     store = SQLiteStore(tmp_path / "inv.db")
     try:
         assert {r.path for page in store.iter_files("minutely") for r in page} == {"alpha.txt", "beta.txt"}

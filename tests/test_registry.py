@@ -163,7 +163,7 @@ class MonthEnd(ScheduleType):
         if tick.time.day != calendar.monthrange(tick.time.year, tick.time.month)[1]:
             return Decision.skip(f"{tick.time.date()} is not the last day of the month")
         wanted = [c for c in tick.containers if not self.options.only or c in self.options.only]
-        return Decision(runs={c: tick.run_key(c) for c in wanted})
+        return Decision.run(tick, wanted)
 '''
 
 
@@ -198,7 +198,7 @@ def test_custom_schedule_type_from_an_entry_point_fires_in_dagster(tmp_path, mon
 
         assert tick("2026-11-28").skip_message == "2026-11-28 is not the last day of the month"
         assert [(r.partition_key, r.run_key) for r in tick("2026-11-30").run_requests] == [
-            ("beta", "books:beta:2026-11-30T18:00:00+00:00")]
+            ("beta", "books:2026-11-30T18:00:00+00:00:beta")]
     assert "month_end" in schedules.schedule_types()
     with pytest.raises(ConfigError, match="unknown schedule type 'weekly'; known schedule types: business_hours, "
                                           "conditional, cron, manual, month_end"):

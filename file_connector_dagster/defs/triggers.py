@@ -30,6 +30,11 @@ DISCOVERY_INTERVAL_S = 300
 # partition removed: long enough to ride out a permissions glitch or a provider outage.
 VANISHED_GRACE_S = 24 * 3600
 
+# A tick syncs up to this many containers in one run (a partition range), each on its own inside it: a
+# site of 20 libraries costs one run worker, not 20.
+CONTAINERS_PER_RUN = 25
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
 # Network-bound runs retry with exponential backoff and jitter (the CLI's in-process runs do not).
 SYNC_RETRY = RetryPolicy(max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
@@ -54,9 +59,33 @@ def build_job(endpoint: EndpointConfig, assets: list[AssetsDefinition],
     )
 
 
-def _run_requests(decision: Decision, trigger: str) -> list[RunRequest]:
-    return [RunRequest(run_key=key, partition_key=container, tags={"file_connector/trigger": trigger})
-            for container, key in decision.runs.items()]
+def container_runs(containers: list[str], run_key: str, per_run: int = CONTAINERS_PER_RUN,
+                   known: list[str] | None = None, tags: dict[str, str] | None = None) -> list[RunRequest]:
+    """Run requests for `containers`, `per_run` consecutive ones (in the instance's partition order,
+    `known`; default: as given) to a run. Run keys: `<run_key>:<container>` or `<run_key>:<first>..<last>`."""
+    wanted = set(containers)
+    order = known if known is not None else containers
+    segments: list[list[str]] = [[]]
+    for key in order:  # a range may only span containers that are all wanted
+        if key in wanted:
+            segments[-1].append(key)
+        elif segments[-1]:
+            segments.append([])
+    requests = []
+    for segment in segments:
+        for i in range(0, len(segment), per_run):
+            chunk = segment[i:i + per_run]
+            if len(chunk) == 1:
+                requests.append(RunRequest(run_key=f"{run_key}:{chunk[0]}", partition_key=chunk[0], tags=tags or {}))
+            elif chunk:
+                requests.append(RunRequest(run_key=f"{run_key}:{chunk[0]}..{chunk[-1]}",
+                                           tags={**(tags or {}), RANGE_START: chunk[0], RANGE_END: chunk[-1]}))
+    return requests
+
+
+def _run_requests(endpoint: EndpointConfig, decision: Decision, known: list[str], trigger: str) -> list[RunRequest]:
+    return container_runs(decision.containers, f"{endpoint.name}:{decision.basis}", known=known,
+                          tags={"file_connector/trigger": trigger})
 
 
 def build_triggers(endpoint: EndpointConfig, job: JobDefinition,
@@ -93,12 +122,12 @@ def _schedule(endpoint: EndpointConfig, job: JobDefinition, partitions: DynamicP
     )
     def _tick(context: ScheduleEvaluationContext):
         when = context.scheduled_execution_time or datetime.now(timezone.utc)
-        tick = Tick(endpoint.name, when.astimezone(ZoneInfo(kind.timezone)),
-                    context.instance.get_dynamic_partitions(partitions.name),
+        known = context.instance.get_dynamic_partitions(partitions.name)
+        tick = Tick(endpoint.name, when.astimezone(ZoneInfo(kind.timezone)), known,
                     open_source=lambda: connector.source(endpoint.name), open_store=connector.store,
                     deadline=time.monotonic() + TICK_BUDGET_S, log=context.log)
         decision = kind.decide(tick)
-        return _run_requests(decision, name) or SkipReason(decision.skip_reason or "nothing to sync")
+        return _run_requests(endpoint, decision, known, name) or SkipReason(decision.skip_reason or "nothing to sync")
 
     return _tick
 
@@ -114,14 +143,14 @@ def _sensor(endpoint: EndpointConfig, job: JobDefinition, partitions: DynamicPar
     )
     def _check(context: SensorEvaluationContext, connector: FileConnectorResource):
         state = json.loads(context.cursor) if context.cursor else {}
-        tick = Tick(endpoint.name, datetime.now(ZoneInfo(kind.timezone)),
-                    context.instance.get_dynamic_partitions(partitions.name), state,
+        known = context.instance.get_dynamic_partitions(partitions.name)
+        tick = Tick(endpoint.name, datetime.now(ZoneInfo(kind.timezone)), known, state,
                     open_source=lambda: connector.source(endpoint.name), open_store=connector.store,
                     deadline=time.monotonic() + TICK_BUDGET_S, log=context.log)
         decision = kind.decide(tick)
         cursor = json.dumps(decision.state if decision.state is not None else state)
-        if decision.runs:
-            return SensorResult(run_requests=_run_requests(decision, name), cursor=cursor)
+        if decision.containers:
+            return SensorResult(run_requests=_run_requests(endpoint, decision, known, name), cursor=cursor)
         return SensorResult(skip_reason=SkipReason(decision.skip_reason or "nothing to sync"), cursor=cursor)
 
     return _check
@@ -187,9 +216,9 @@ def build_discovery_sensor(endpoint: EndpointConfig, job: JobDefinition,
             summary = "; ".join([f"no new containers ({len(found)} at the source)", *notes])
             return SensorResult(skip_reason=SkipReason(summary), dynamic_partitions_requests=requests, cursor=cursor)
         return SensorResult(
-            run_requests=[RunRequest(run_key=f"first-sync:{endpoint.name}:{key}"
-                                     + (f":after-{returned[key]}" if key in returned else ""), partition_key=key)
-                          for key in new],
+            # the new keys are added in this order at the end, so they form a range
+            run_requests=container_runs(new, f"first-sync:{endpoint.name}" + (
+                f":after-{max(returned[key] for key in new if key in returned)}" if set(new) & set(returned) else "")),
             dynamic_partitions_requests=requests,
             cursor=cursor,
         )

@@ -75,12 +75,10 @@ class Tick:
     deadline: float | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("file_connector.schedules"))
 
-    def run_key(self, container: str, basis: str | None = None) -> str:
-        """A run key for `container`, the same for the same basis, so a tick never launches twice.
-        The basis defaults to the tick time (one run per container and tick)."""
-        if basis is None:
-            basis = self.time.astimezone(timezone.utc).isoformat()
-        return f"{self.endpoint}:{container}:{basis}"
+    @property
+    def time_basis(self) -> str:
+        """The tick time in UTC, ISO: the default run-key basis (one run per container and tick)."""
+        return self.time.astimezone(timezone.utc).isoformat()
 
 
 @dataclass
@@ -88,12 +86,15 @@ class Decision:
     """The answer for one tick.
 
     Attributes:
-        runs: container -> run key, for every container to sync now.
-        skip_reason: why nothing (or not everything) runs, shown on the tick in the UI.
+        containers: the containers to sync now (the Dagster layer puts consecutive ones into one run).
+        basis: what makes the run keys (`<endpoint>:<basis>:<containers>`): the same basis for the same
+            reason to run, so a tick never launches twice (default: the tick time).
+        skip_reason: why nothing runs, shown on the tick in the UI.
         state: what to remember for the next tick (None: keep the previous state).
     """
 
-    runs: dict[str, str] = field(default_factory=dict)
+    containers: list[str] = field(default_factory=list)
+    basis: str = ""
     skip_reason: str | None = None
     state: dict[str, Any] | None = None
 
@@ -102,11 +103,15 @@ class Decision:
         return cls(skip_reason=reason, state=state)
 
     @classmethod
+    def run(cls, tick: Tick, containers: list[str], basis: str | None = None) -> "Decision":
+        return cls(containers=list(containers), basis=basis or tick.time_basis)
+
+    @classmethod
     def every_container(cls, tick: Tick, basis: str | None = None) -> "Decision":
-        """One run per known container (or a skip when none is known yet)."""
+        """Every known container (or a skip when none is known yet)."""
         if not tick.containers:
             return cls.skip(f"{tick.endpoint} has no containers yet; its discovery sensor adds them")
-        return cls(runs={c: tick.run_key(c, basis) for c in tick.containers})
+        return cls.run(tick, tick.containers, basis)
 
 
 class ScheduleType(ABC):

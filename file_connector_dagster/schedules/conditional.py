@@ -87,7 +87,7 @@ class ConditionalSchedule(ScheduleType):
     def _file_count(self, tick: Tick) -> Decision:
         threshold = self.options.file_count_threshold
         deadline = tick.deadline or time.monotonic() + TICK_BUDGET_S
-        runs: dict[str, str] = {}
+        runs: dict[str, str] = {}  # container -> its stored state (what the run key is made of)
         counts: dict[str, str] = {}
         errors: list[str] = []
         try:
@@ -111,16 +111,14 @@ class ConditionalSchedule(ScheduleType):
                     continue
                 counts[container] = str(pending) if pending < threshold else f">={threshold}"
                 if pending >= threshold:
-                    # one run per stored sync state: the same pending changes never start two runs
-                    basis = f"changes:{short_hash(str(state.cursor) + str(state.last_sync_at))}"
-                    runs[container] = tick.run_key(container, basis)
+                    runs[container] = str(state.cursor) + str(state.last_sync_at)
         finally:
             source.close()
             store.close()
         for error in errors:
             tick.log.warning(_naming(tick.endpoint, f"probe failed: {error}"))
-        if runs:
-            return Decision(runs=runs)
+        if runs:  # one run per stored sync state: the same pending changes never start two runs
+            return Decision.run(tick, list(runs), basis=f"changes:{short_hash('|'.join(runs.values()))}")
         if errors:
             return Decision.skip(_naming(tick.endpoint, f"probe failed: {errors[0]}")
                                  + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
