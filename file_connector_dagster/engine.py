@@ -52,9 +52,9 @@ def open_changes(source: Source, container: str, full: bool = False, guard: Dele
         full: list everything again instead of a delta (deletions found by the listing's end); the stored
             cursor stays until the listing's first page commits, so a full sync that fails early loses nothing.
         guard: the mass-delete guard (default: DeleteGuard()).
-        processors: the endpoint's processors; when none of them needs I/O (or there are none), each page's
-            files are decided before the page commits (processing.decide_while_listing) and the files step
-            has nothing left to do. None: every new or changed file stays pending for the files step.
+        processors: the endpoint's processors; their leading filters decide each page's files before the
+            page commits (processing.decide_while_listing): all of them when no processor needs I/O, and
+            the files step has nothing left to do. None: every new or changed file stays pending.
     """
     return ChangeStream(source.endpoint, container, source, full, guard, processors)
 
@@ -157,10 +157,10 @@ def commit_changes(store: Store, stream: ChangeStream,
     try:
         pages = stream.source.sync(stream.container, sync.cursor, sync.folders)
         if stream.processors is not None:
-            from .processing import decidable_while_listing, decide_while_listing
+            from .processing import decide_while_listing
 
-            if decidable_while_listing(stream.processors):  # in the prefetch thread: while a page commits
-                pages = decide_while_listing(pages, stream.processors, stream.endpoint, stream.container)
+            # in the prefetch thread: decided while the previous page commits
+            pages = decide_while_listing(pages, stream.processors, stream.endpoint, stream.container)
         if prefetch:
             pages = Prefetch(pages, prefetch)
         check_stop(stream.endpoint, stream.container)
