@@ -10,7 +10,9 @@ from dagster import Definitions, in_process_executor
 from ..config import config_path, load_config
 from .assets import build_endpoint_assets, partitions_for
 from .io_managers import FilesIOManager, ListingsIOManager
+from .checks import build_checks
 from .notifications import build_notification_sensors
+from .report import build_reports
 from .resources import FileConnectorResource
 from .triggers import build_discovery_sensor, build_job, build_schedule
 
@@ -36,7 +38,8 @@ def build_definitions(path: str | os.PathLike | None = None, retries: bool = Tru
             schedules.append(build_schedule(endpoint, job, partitions))
     sensors += build_notification_sensors(config, jobs)
     return Definitions(
-        assets=assets,
+        assets=assets + build_reports(config),
+        asset_checks=build_checks(config),
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,
