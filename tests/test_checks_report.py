@@ -75,13 +75,15 @@ def evaluations(result) -> dict[str, object]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-def test_checks_run_with_each_sync_and_go_red_for_the_right_container(workdir):
+def test_checks_go_red_for_the_right_container(workdir):
     defs = build_definitions(workdir / "connector.yaml", retries=False)
     job = defs.resolve_job_def(job_name(load_config(workdir / "connector.yaml").endpoint("team-share")))
+    checks_job = defs.resolve_job_def("file_connector_checks")
+    assert defs.resolve_schedule_def("file_connector_checks_schedule").cron_schedule == "*/15 * * * *"
     with instance_for_test() as instance:
         instance.add_dynamic_partitions("team_share_containers", ["alpha", "beta"])
-        first = job.execute_in_process(instance=instance, partition_key="alpha")
-        found = evaluations(first)
+        assert job.execute_in_process(instance=instance, partition_key="alpha").success
+        found = evaluations(checks_job.execute_in_process(instance=instance))
         assert set(found) == {"freshness", "listing_errors"}
         fresh = found["freshness"]
         assert not fresh.passed and fresh.asset_key == listing_key("team-share")
@@ -89,8 +91,8 @@ def test_checks_run_with_each_sync_and_go_red_for_the_right_container(workdir):
         assert fresh.metadata["max_age_s"].value == 3600  # twice the 30-minute schedule
         assert found["listing_errors"].passed
 
-        second = job.execute_in_process(instance=instance, partition_key="beta")
-        assert evaluations(second)["freshness"].passed
+        assert job.execute_in_process(instance=instance, partition_key="beta").success
+        assert evaluations(checks_job.execute_in_process(instance=instance))["freshness"].passed
         check_key = AssetCheckKey(listing_key("team-share"), "freshness")
         assert instance.event_log_storage.get_latest_asset_check_execution_by_key([check_key])[check_key].status.value \
             == "SUCCEEDED"
@@ -126,9 +128,8 @@ def test_a_broken_plugin_is_a_red_check_not_a_broken_sync(workdir):
     job = defs.resolve_job_def(job_name(load_config(workdir / "connector.yaml").endpoint("team-share")))
     with instance_for_test() as instance:
         instance.add_dynamic_partitions("team_share_containers", ["alpha"])
-        result = job.execute_in_process(instance=instance, partition_key="alpha")
-        assert result.success
-        plugins = evaluations(result)["plugins"]
+        assert job.execute_in_process(instance=instance, partition_key="alpha").success
+        plugins = evaluations(defs.resolve_job_def("file_connector_checks").execute_in_process(instance=instance))["plugins"]
         assert not plugins.passed
         assert plugins.description == "plugins[0] (email): host: Field required; plugins[0] (email): to: Field required" \
             or plugins.description.startswith("plugins[0] (email): host: Field required")

@@ -2,12 +2,15 @@
 check that they all loaded. The rules live in ../checks.py; these only read the store and report.
 
 One multi-asset check serves every endpoint (a check definition per endpoint costs seconds of load
-time at 500 endpoints); Dagster runs the subset a run or the UI selects."""
+time at 500 endpoints); Dagster runs the subset a run or the UI selects. They run on their own job and
+schedule, every 15 minutes, not inside the sync runs: a freshness check must also go red when no sync
+runs at all."""
 
 from datetime import timedelta
 from typing import Iterator
 
 from dagster import (
+    AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job,
     AssetCheckExecutionContext, AssetCheckKey, AssetCheckResult, AssetCheckSeverity, AssetCheckSpec,
     AssetChecksDefinition, MetadataValue, multi_asset_check,
 )
@@ -40,6 +43,20 @@ def max_age(endpoint: EndpointConfig) -> timedelta:
     return 2 * interval if interval else checks.DEFAULT_MAX_AGE
 
 
+CHECKS_JOB = "file_connector_checks"
+
+
+def build_checks_job():
+    return define_asset_job(CHECKS_JOB, selection=AssetSelection.all_asset_checks(),
+                            description="Evaluate every endpoint's inventory checks (freshness, errors, plugins).")
+
+
+def build_checks_schedule(job) -> ScheduleDefinition:
+    return ScheduleDefinition(name=f"{CHECKS_JOB}_schedule", job=job, cron_schedule="*/15 * * * *",
+                              default_status=DefaultScheduleStatus.RUNNING,
+                              description="Evaluate the inventory checks every 15 minutes.")
+
+
 def build_checks(config: ConnectorConfig) -> list[AssetChecksDefinition]:
     endpoints = config.active_endpoints
     if not endpoints:
@@ -59,7 +76,7 @@ def build_checks(config: ConnectorConfig) -> list[AssetChecksDefinition]:
             specs.append(AssetCheckSpec("plugins", asset=key, blocking=False,
                                         description="Every plugin in connector.yaml loaded and initialized."))
 
-    @multi_asset_check(specs=specs, can_subset=True, name="file_connector_checks")
+    @multi_asset_check(specs=specs, can_subset=True, name="inventory_checks")
     def inventory_checks(context: AssetCheckExecutionContext,
                          connector: FileConnectorResource) -> Iterator[AssetCheckResult]:
         cfg = connector.connector_config()

@@ -40,7 +40,7 @@ def build_reports(config: ConnectorConfig) -> list[AssetsDefinition]:
                                    f"and age; largest, duplicate, excluded, infected and errored files.")
              for ep in endpoints]
 
-    @multi_asset(specs=specs, can_subset=True, name="file_connector_reports")
+    @multi_asset(specs=specs, can_subset=True, name="inventory_reports")
     def reports(context: AssetExecutionContext, connector: FileConnectorResource) -> Iterator[MaterializeResult]:
         cfg = connector.connector_config()
         with connector.store() as store:
