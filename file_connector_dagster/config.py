@@ -215,9 +215,27 @@ class ScheduleConfig(_Strict):
         return value
 
 
+class DeleteGuardConfig(_Strict):
+    """The mass-deletion guard (stores/protocol.py DeleteGuard): a sync that would tombstone more than
+    max_share of a container's live files, or more than max_count files, fails and tombstones nothing."""
+
+    max_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    max_count: int | None = Field(default=None, ge=0)
+    allow_mass_delete: bool = False  # the override; --allow-mass-delete / run config do it for one run
+
+    def guard(self, allow: bool = False) -> Any:
+        from .stores.protocol import DeleteGuard
+
+        return DeleteGuard(self.max_share, self.max_count, allow or self.allow_mass_delete)
+
+
 class ProcessorConfig(BaseModel):
+    """One processor of an endpoint: its type, an optional name (the key of its results under
+    metadata.processors; default the type) and its options (validated by the processor's Options)."""
+
     model_config = ConfigDict(extra="allow")
     type: str
+    name: str | None = Field(default=None, pattern=_SLUG)
 
 
 class PluginEntry(BaseModel):
@@ -275,6 +293,7 @@ class EndpointConfig(_Strict):
     schedule: ScheduleConfig | None = None
     processors: list[ProcessorConfig] = Field(default_factory=list)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    delete_guard: DeleteGuardConfig = Field(default_factory=DeleteGuardConfig)  # default: the top-level one
 
     @field_validator("name")
     @classmethod
@@ -307,7 +326,7 @@ def _nested(type_name: Any, details: Any, processors: list[Any]) -> tuple[Any, l
 
     Returns the validated details and every problem found, each as "field: message".
     """
-    from .processors.base import processor_class
+    from .processors.base import processor_class, processor_options
     from .sources.base import source_class
 
     problems: list[str] = []
@@ -331,15 +350,22 @@ def _nested(type_name: Any, details: Any, processors: list[Any]) -> tuple[Any, l
         cls = check("type", lambda: source_class(str(type_name)))
     if cls is not None and not isinstance(details, cls.Details):
         details = check("endpoint_details", lambda: cls.Details.model_validate(details or {}))
+    names: set[Any] = set()
     for i, proc in enumerate(processors if isinstance(processors, list) else []):  # else the model reports it
         if isinstance(proc, BaseModel):
-            proc = {"type": proc.type, **(proc.model_extra or {})}
+            proc = {"type": proc.type, "name": getattr(proc, "name", None), **(proc.model_extra or {})}
         if not isinstance(proc, dict) or not isinstance(proc.get("type"), str):
             continue  # the ProcessorConfig model reports it
-        options = {k: v for k, v in proc.items() if k != "type"}
-        processor = check(f"processors[{i}].type", lambda: processor_class(str(proc["type"])))
-        if processor is not None:
-            check(f"processors[{i}]", lambda: processor.Options.model_validate(options))
+        if check(f"processors[{i}].type", lambda: processor_class(str(proc["type"]))) is not None:
+            try:
+                processor_options(str(proc["type"]), {k: v for k, v in proc.items() if k not in ("type", "name")})
+            except ConfigError as exc:  # "<type>: <field>: <problem>"
+                problems.append(f"processors[{i}] {exc}")
+        name = proc.get("name") or proc["type"]
+        if name in names:
+            problems.append(f"processors[{i}] {proc['type']}: two processors are named {name!r}; "
+                            "give one a different `name`")
+        names.add(name)
     return details, problems
 
 
@@ -369,12 +395,16 @@ class ConnectorConfig(_Strict):
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     reports_dir: str = ".file_connector/reports"  # where report/<endpoint> writes CSV / Parquet (relative: to this file)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
+    delete_guard: DeleteGuardConfig = Field(default_factory=DeleteGuardConfig)  # for endpoints without their own
     base_dir: Path = Field(default=Path("."), exclude=True)  # relative paths resolve against it
 
     @model_validator(mode="after")
     def _unique(self) -> "ConnectorConfig":
         for i, problem in _name_problems([ep.name for ep in self.endpoints]):
             raise ValueError(f"endpoint {self.endpoints[i].name!r}: {problem}")
+        for ep in self.endpoints:
+            if "delete_guard" not in ep.model_fields_set:
+                ep.delete_guard = self.delete_guard
         return self
 
     def endpoint(self, name: str) -> EndpointConfig:
@@ -418,6 +448,11 @@ class ConnectorConfig(_Strict):
             if ep.is_active == inactive:
                 continue
             walk(ep.endpoint_details, f"endpoint {ep.name!r}: endpoint_details")
+            for i, proc in enumerate(ep.processors):
+                from .processors.base import processor_options
+
+                walk(processor_options(proc.type, proc.model_extra or {}),
+                     f"endpoint {ep.name!r}: processors[{i}] {proc.type}")
         return found
 
 
