@@ -99,3 +99,14 @@ def _human(delta: timedelta) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f}{unit}".replace(".0", "")
     return f"{seconds}s"
+
+
+def processing_error_rate(counts: dict[str, dict[str, int]], max_rate: float) -> CheckOutcome:
+    """Per container (live files by processing_status): the share in status "error" is at most max_rate."""
+    failing = {}
+    for container, by_status in counts.items():
+        total, errors = sum(by_status.values()), by_status.get("error", 0)
+        if errors and errors / total > max_rate:
+            failing[container] = f"{errors} of {total} files failed processing ({errors / total:.1%} > {max_rate:.1%})"
+    return CheckOutcome(not failing, f"{len(counts) - len(failing)} of {len(counts)} containers under "
+                                     f"{max_rate:.1%} processing errors", failing)

@@ -23,6 +23,7 @@ CHUNK = 10_000
 AGE_LABELS = ["< 30 days", "30-365 days", "1-3 years", "> 3 years"]  # by date_updated
 AGE_BINS = [float("-inf"), 30, 365, 3 * 365, float("inf")]
 EXPORT_FORMATS = ("csv", "parquet", "jsonl")
+INT_COLUMNS = frozenset({"size", "processing_attempts"})
 
 
 def _chunks(store: Store, endpoint: str, include_deleted: bool, chunk: int) -> Iterator[list[FileRecord]]:
@@ -36,9 +37,11 @@ def _row(record: FileRecord) -> dict[str, Any]:
     row = {column: getattr(record, column, None) for column in FILE_COLUMNS}
     row["metadata"] = json.dumps(record.metadata, sort_keys=True, default=str)
     row["processing_errors"] = json.dumps(record.processing_errors)
-    for column in ("date_created", "date_updated", "deleted_at", "first_seen_at", "updated_at"):
-        if row[column] is not None:
-            row[column] = row[column].isoformat()
+    for column, value in row.items():
+        if isinstance(value, datetime):
+            row[column] = value.isoformat()
+        elif value is not None and column not in INT_COLUMNS and not isinstance(value, str):
+            row[column] = str(value)
     return row
 
 
@@ -65,7 +68,7 @@ def export(store: Store, endpoint: str, fmt: str, out: str | os.PathLike, includ
             import pyarrow.parquet as pq
         except ModuleNotFoundError:
             raise ConfigError("export: --format parquet needs pyarrow (pip install pyarrow)") from None
-        schema = pa.schema([(c, pa.int64() if c == "size" else pa.string()) for c in FILE_COLUMNS])
+        schema = pa.schema([(c, pa.int64() if c in INT_COLUMNS else pa.string()) for c in FILE_COLUMNS])
         with pq.ParquetWriter(tmp, schema) as writer:
             for records in _chunks(store, endpoint, include_deleted, chunk):
                 rows = [_row(r) for r in records]

@@ -46,6 +46,8 @@ def test_freshness_and_error_rate_rules():
     rate = checks.error_rate(logs, ["a", "b", "c"], 0.1)
     assert rate.failing == {"b": "2 of 10 files could not be listed (20.0% > 10.0%)"}
     assert checks.error_rate(logs, ["a", "b"], 0.25).passed
+    processing = checks.processing_error_rate({"a": {"processed": 95, "error": 5}, "b": {"processed": 10}}, 0.01)
+    assert processing.failing == {"a": "5 of 100 files failed processing (5.0% > 1.0%)"}
 
 
 def test_durations_and_schedule_intervals():
@@ -84,7 +86,8 @@ def test_checks_go_red_for_the_right_container(workdir):
         instance.add_dynamic_partitions("team_share_containers", ["alpha", "beta"])
         assert job.execute_in_process(instance=instance, partition_key="alpha").success
         found = evaluations(checks_job.execute_in_process(instance=instance))
-        assert set(found) == {"freshness", "listing_errors"}
+        assert set(found) == {"freshness", "listing_errors", "processing_errors"}
+        assert found["processing_errors"].passed
         fresh = found["freshness"]
         assert not fresh.passed and fresh.asset_key == listing_key("team-share")
         assert fresh.description == "1 of 2 containers synced within 1h; e.g. beta: never synced successfully"

@@ -68,12 +68,12 @@ def filled(store):
         sync_container(source, store, container)
     # what processors decided (excluded, errors) is written by the processing step, not the listing
     wanted = {r.external_id: r for r in records if r.excluded_by or r.processing_errors}
-    for container in ("contracts", "drawings"):
-        stored = [r for page in store.iter_files("inv", container) for r in page if r.external_id in wanted]
-        for r in stored:
-            r.excluded_by, r.processing_errors = wanted[r.external_id].excluded_by, wanted[r.external_id].processing_errors
-        if stored:
-            store.apply_processing("inv", container, stored)
+    stored = [r for c in ("contracts", "drawings") for page in store.iter_files("inv", c) for r in page
+              if r.external_id in wanted]
+    for r in stored:
+        r.excluded_by, r.processing_errors = wanted[r.external_id].excluded_by, wanted[r.external_id].processing_errors
+        r.processing_status = "skipped" if r.excluded_by else "error"
+    assert store.save_processing("inv", stored) == 2
     return store, records
 
 

@@ -18,7 +18,7 @@ from dagster import (
 from .. import checks
 from ..config import ConnectorConfig, EndpointConfig
 from ..plugins import PluginManager
-from .assets import endpoint_of, listing_key, partitions_for
+from .assets import endpoint_of, files_key, listing_key, partitions_for
 from .resources import FileConnectorResource
 
 
@@ -72,6 +72,9 @@ def build_checks(config: ConnectorConfig) -> list[AssetChecksDefinition]:
                            description=f"Each container's last sync listed all but at most "
                                        f"{ep.checks.max_error_rate:.1%} of its files."),
         ]
+        specs.append(AssetCheckSpec("processing_errors", asset=files_key(ep.name), blocking=False,
+                                    description=f"In each container at most {ep.checks.max_error_rate:.1%} of the "
+                                                f"live files failed processing (status error)."))
         if config.plugins.use:
             specs.append(AssetCheckSpec("plugins", asset=key, blocking=False,
                                         description="Every plugin in connector.yaml loaded and initialized."))
@@ -97,6 +100,10 @@ def build_checks(config: ConnectorConfig) -> list[AssetChecksDefinition]:
                     continue
                 containers = context.instance.get_dynamic_partitions(partitions_for(endpoint).name)
                 logs = checks.logs_by_container(store, endpoint.name)
+                if key.name == "processing_errors":
+                    counts = {c: store.processing_counts(endpoint.name, c) for c in containers}
+                    yield _result(key, checks.processing_error_rate(counts, endpoint.checks.max_error_rate))
+                    continue
                 if key.name == "freshness":
                     limit = max_age(endpoint)
                     yield _result(key, checks.freshness(logs, containers, limit),
