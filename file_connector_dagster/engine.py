@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from .config import redact
-from .errors import FileConnectorError
+from .errors import FileConnectorError, SyncInterrupted
 from .records import ChangePage, SyncStats
 from .sources.base import Source
 from .stores.base import Store
@@ -57,6 +57,17 @@ def open_changes(source: Source, container: str, full: bool = False, guard: Dele
             has nothing left to do. None: every new or changed file stays pending for the files step.
     """
     return ChangeStream(source.endpoint, container, source, full, guard, processors)
+
+
+# Set by whoever stops the syncs of this process (the CLI on Ctrl-C): a running sync stops before its next
+# page with SyncInterrupted, and is recorded as interrupted.
+STOP = threading.Event()
+
+
+def check_stop(endpoint: str, container: str) -> None:
+    if STOP.is_set():
+        raise SyncInterrupted(f"endpoint {endpoint!r}, container {container!r}: stopped on request; "
+                              "a re-run resumes from the last committed page")
 
 
 def error_text(exc: BaseException) -> str:
@@ -106,7 +117,12 @@ class Prefetch:
 
     def __iter__(self) -> Iterator[ChangePage]:
         while True:
-            kind, value = self._queue.get()
+            try:
+                kind, value = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if STOP.is_set():
+                    return  # the consumer's check_stop raises; nothing more to hand over
+                continue
             if kind == "page":
                 yield value  # type: ignore[misc]
             elif kind == "end":
@@ -147,7 +163,9 @@ def commit_changes(store: Store, stream: ChangeStream,
                 pages = decide_while_listing(pages, stream.processors, stream.endpoint, stream.container)
         if prefetch:
             pages = Prefetch(pages, prefetch)
+        check_stop(stream.endpoint, stream.container)
         for page in pages:
+            check_stop(stream.endpoint, stream.container)
             sync.apply(page)
             if on_page:
                 on_page(page, sync.stats)

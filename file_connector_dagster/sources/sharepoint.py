@@ -435,7 +435,10 @@ class SharePointSource(Source):
         tree = FolderTree(folders if (state.get("delta") or state.get("next")) else {})
         seen_folders: set[str] | None = set() if starts else None  # to drop folders a full listing no longer has
         calls_before = 0
+        visited: set[str] = set()  # delta links requested in this run
+        empty_repeats = 0  # empty pages that asked for the same link again (a server catching up)
         while True:
+            visited.add(link)
             response = client.request("GET", link, ok_statuses=frozenset({410}), what=f"GET /drives/{container}/root/delta")
             if response.status_code == 410:
                 if starts:
@@ -452,6 +455,11 @@ class SharePointSource(Source):
             next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
             page.full_listing, page.starts_listing = full, starts
             if next_link:
+                if next_link in visited:  # a page that sends us back: Graph would loop for ever
+                    empty_repeats += 0 if (page.upserts or page.deletions or page.moves) else 1
+                    if page.upserts or page.deletions or page.moves or empty_repeats > 20:
+                        raise SourceError(f"{client.label}: GET /drives/{container}/root/delta: the next link "
+                                          "points back to a page already read (circular @odata.nextLink)")
                 page.cursor = json.dumps({"next": self._checked_link(next_link, client, "delta"), "full": full})
             elif delta_link:
                 page.cursor = json.dumps({"delta": self._checked_link(delta_link, client, "delta")})
