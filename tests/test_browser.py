@@ -141,7 +141,8 @@ def test_the_ui_shows_the_example_and_runs_a_partition(dagster_dev):
         graph = page.locator("svg foreignObject")
         graph.get_by_text("listing", exact=True).wait_for()
         graph.get_by_text("files", exact=True).wait_for()
-        assert graph.count() == 2  # one node per asset, nothing else in the graph
+        graph.get_by_text("report", exact=True).wait_for()
+        assert graph.count() == 3  # one node per asset, nothing else in the graph
         assert graph.get_by_text("listing", exact=True).count() == 1
         assert graph.get_by_text("files", exact=True).count() == 1
         page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))
