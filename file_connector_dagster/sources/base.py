@@ -104,7 +104,7 @@ def _load_builtin_and_entry_points() -> None:
     _entry_points_loaded = True
     from . import local  # noqa: F401  (built-ins register themselves)
 
-    for optional in ("sharepoint",):
+    for optional in ("sharepoint", "google_drive"):
         try:
             importlib.import_module(f"{__package__}.{optional}")
         except ModuleNotFoundError as exc:  # not written yet in this checkout

@@ -1,8 +1,8 @@
 """The HTTP client every network source shares: TLS, pacing, retries with Retry-After, one-line errors.
 
 Provider-neutral: a source gives it a label for error messages, an optional `auth` callable that
-returns headers (asked again with `refresh=True` after a 401) and its throttling knobs; the client
-does the rest. Plain Python, no Dagster.
+returns headers (asked again with `refresh=True` after a 401), its throttling knobs and, when its
+errors read differently, an ErrorDialect; the client does the rest. Plain Python, no Dagster.
 
 Why not only urllib3's Retry: it caps the sleep (`backoff_max`) but has no total budget across a
 sync, cannot refresh a bearer token on 401, and raises an exception that names the full URL (with
@@ -143,7 +143,7 @@ def describe_error_body(response: requests.Response) -> str:
         return ""
     error = body.get("error")
     if isinstance(error, dict):
-        code = error.get("code") or ""
+        code = str(error.get("code") or "")
         inner = error.get("innerError") or error.get("innererror") or {}
         if isinstance(inner, dict) and inner.get("code") and inner.get("code") != code:
             code = f"{code}/{inner['code']}" if code else inner["code"]
@@ -153,6 +153,20 @@ def describe_error_body(response: requests.Response) -> str:
         description = str(body.get("error_description") or body.get("message") or "")
         return ": ".join(p for p in (error, description.splitlines()[0] if description else "") if p)
     return ""
+
+
+@dataclass(frozen=True)
+class ErrorDialect:
+    """How a provider words its errors; a source declares its own, the client stays provider-neutral.
+
+    Attributes:
+        describe: 'code: message' from an error response's body (for the one-line error).
+        throttled: whether a refused response outside 429/5xx is throttling all the same, to be waited
+            out like a 429 (Google Drive answers its rate limits with 403 and a reason in the body).
+    """
+
+    describe: Callable[[requests.Response], str] = describe_error_body
+    throttled: Callable[[requests.Response], bool] = lambda response: False
 
 
 class HttpClient:
@@ -165,13 +179,15 @@ class HttpClient:
         policy: RetryPolicy.
         requests_per_second, burst: client-side pacing per host; 0 turns pacing off.
         timeout_s: connect/read timeout per attempt.
+        errors: the provider's ErrorDialect.
     """
 
     def __init__(self, label: str, auth: AuthHeaders | None = None, ca_bundle: str | None = None,
                  policy: RetryPolicy | None = None, requests_per_second: float = 0.0, burst: float = 10.0,
                  timeout_s: float = 60.0, session: requests.Session | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, errors: ErrorDialect | None = None):
         self.label = label
+        self.errors = errors or ErrorDialect()
         self.auth = auth
         self.policy = policy or RetryPolicy()
         self.requests_per_second, self.burst = requests_per_second, burst
@@ -231,9 +247,9 @@ class HttpClient:
                 response.close()
                 self.auth(True)
                 continue
-            detail = describe_error_body(response)
+            detail = self.errors.describe(response)
             problem = f"HTTP {status}" + (f" {detail}" if detail else "")
-            if status in RETRY_STATUSES:
+            if status in RETRY_STATUSES or self.errors.throttled(response):
                 response.close()
                 self._wait(what, problem, attempt, retry_after_seconds(response.headers.get("Retry-After")))
                 continue
