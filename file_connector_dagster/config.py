@@ -140,8 +140,8 @@ class ScheduleConfig(_Strict):
 
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
+            raise ValueError(f"unknown time zone {value[:80]!r}") from None
         return value
 
 
@@ -261,11 +261,7 @@ def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
     loc = list(error["loc"])
     where = ""
     if len(loc) >= 2 and loc[0] == "endpoints" and isinstance(loc[1], int):
-        try:
-            name = raw["endpoints"][loc[1]].get("name")
-        except (KeyError, IndexError, TypeError, AttributeError):
-            name = None
-        where = f"endpoint {name!r}: " if name else f"endpoints[{loc[1]}]: "
+        where = f"{_endpoint_label(raw, loc[1])}: "
         loc = loc[2:]
     # pydantic puts union/function tags in loc; keep the field names only
     field_path = ".".join(str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in ("function-after",))))
@@ -273,11 +269,86 @@ def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
     return f"{where}{field_path + ': ' if field_path else ''}{message}"
 
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config with thousands of endpoints is well under 1 MiB
+MAX_CONFIG_NODES = 200_000  # YAML nodes after expanding aliases: refuses alias bombs ("billion laughs")
+MAX_CONFIG_DEPTH = 64
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses duplicate keys, deep nesting and documents that aliases would
+    expand beyond MAX_CONFIG_NODES nodes. Counting happens while composing, before any object is
+    built, so a bomb costs milliseconds and no memory."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._nodes = 0
+        self._depth = 0
+        self._sizes: dict[int, int] = {}
+
+    def _size(self, node: yaml.Node) -> int:
+        """Nodes under `node` once every alias is expanded (memoized: linear in the document)."""
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._size(k) + self._size(v) for k, v in node.value)
+        else:
+            size = 1
+        self._sizes[id(node)] = size
+        return size
+
+    def _count(self, nodes: int, mark: Any) -> None:
+        self._nodes += nodes
+        if self._nodes > MAX_CONFIG_NODES:
+            raise yaml.composer.ComposerError(None, None, f"the document expands to more than {MAX_CONFIG_NODES} "
+                                              "values (aliases repeated too often?)", mark)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) and event.anchor in self.anchors:
+            self._count(self._size(self.anchors[event.anchor]), event.start_mark)
+            return super().compose_node(parent, index)
+        self._count(1, event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_CONFIG_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_CONFIG_DEPTH} levels deep",
+                                                  event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {str(key)[:80]!r}",
+                                                            key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(text: str) -> Any:
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | os.PathLike | None = None) -> ConnectorConfig:
     """Read and validate connector.yaml; every problem is a ConfigError naming file, endpoint and field."""
     path = config_path(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB; refusing to read it")
+        raw = _read_yaml(data.decode("utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found (use --config PATH or FILE_CONNECTOR_CONFIG)") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -285,28 +356,37 @@ def load_config(path: str | os.PathLike | None = None) -> ConnectorConfig:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with store, plugins and endpoints")
     return parse_config(raw, base_dir=Path(path).resolve().parent, label=str(path))
 
 
+def _endpoint_label(raw: Any, index: int) -> str:
+    """How messages name endpoints[index]: its name when that is a plain short string."""
+    try:
+        name = raw["endpoints"][index].get("name")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        name = None
+    return f"endpoint {name!r}" if isinstance(name, str) and len(name) <= 80 else f"endpoints[{index}]"
+
+
 def parse_config(raw: dict[str, Any], base_dir: Path = Path("."), label: str = "connector.yaml") -> ConnectorConfig:
-    for i, ep in enumerate(raw.get("endpoints") or []):
+    endpoints = raw.get("endpoints")
+    for i, ep in enumerate(endpoints if isinstance(endpoints, list) else []):
         # validate type first so an unknown type is one message listing the known ones
-        if isinstance(ep, dict) and "type" in ep:
+        if isinstance(ep, dict) and isinstance(ep.get("type"), str):
             from .sources.base import source_types
 
             if ep["type"] not in source_types():
-                name = ep.get("name") or f"endpoints[{i}]"
-                raise ConfigError(f"{label}: endpoint {name!r}: type: unknown type {ep['type']!r}; "
+                raise ConfigError(f"{label}: {_endpoint_label(raw, i)}: type: unknown type {ep['type'][:80]!r}; "
                                   f"known types: {', '.join(sorted(source_types()))}")
     try:
         return ConnectorConfig.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as exc:
         errors = exc.errors()
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-        raise ConfigError(f"{label}: {_describe(errors[0], raw)}{more}") from None
+        raise ConfigError(f"{label}: {_describe(errors[0], raw)[:500]}{more}") from None
     except ConfigError as exc:
         raise ConfigError(f"{label}: {exc}") from None
 

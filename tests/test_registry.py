@@ -1,10 +1,16 @@
-"""Third-party sources plug in by entry point or register_source, and work end to end."""
+"""Third-party sources and processors plug in by entry point or register_* calls (one Registry
+mechanism for every kind), and work end to end."""
 
 import sys
-import textwrap
+from pathlib import Path
+
+import pytest
 
 from file_connector_dagster.config import parse_config
 from file_connector_dagster.engine import sync_container
+from file_connector_dagster.errors import ConfigError
+from file_connector_dagster.processors import base as processors
+from file_connector_dagster.registry import Registry
 from file_connector_dagster.sources import base, build_source
 from file_connector_dagster.stores.sqlite import SQLiteStore
 
@@ -32,33 +38,92 @@ class DropboxSource(Source):
 '''
 
 
-def test_entry_point_source_is_found_and_syncs(tmp_path, monkeypatch):
-    (tmp_path / "fc_dropbox.py").write_text(PLUGIN)
-    dist = tmp_path / "fc_dropbox-1.0.dist-info"
+def install_plugin(tmp_path: Path, monkeypatch, module: str, code: str, entry_points: str) -> None:
+    """A distribution on sys.path as pip would leave it: the module plus a dist-info with entry_points.txt."""
+    (tmp_path / f"{module}.py").write_text(code)
+    dist = tmp_path / f"{module}-1.0.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fc-dropbox\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[file_connector.sources]\ndropbox = fc_dropbox:DropboxSource\n")
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(entry_points)
     monkeypatch.syspath_prepend(str(tmp_path))
-    base.source_types()  # built-ins first
-    monkeypatch.setattr(base, "_entry_points_loaded", False)
-    try:
-        config = parse_config({"endpoints": [{"name": "box", "type": "dropbox", "endpoint_details": {"folder": "Team"}}]})
-        source = build_source(config, config.endpoints[0])
-        assert type(source).__name__ == "DropboxSource" and [c.key for c in source.containers()] == ["Team"]
-        store = SQLiteStore(tmp_path / "x.db")
-        store.migrate()
-        assert sync_container(source, store, "Team").added == 1
-    finally:
-        base._REGISTRY.pop("dropbox", None)
-        sys.modules.pop("fc_dropbox", None)
+    monkeypatch.delitem(sys.modules, module, raising=False)
 
 
-def test_register_source_explicitly(tmp_path, monkeypatch):
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """Let a registry look at the entry points again; whatever a test adds is removed afterwards."""
+
+    def fresh(registry: Registry) -> Registry:
+        registry.types()  # built-ins (and installed plugins) first, before the test puts its own on sys.path
+        monkeypatch.setattr(registry, "_classes", dict(registry._classes))
+        monkeypatch.setattr(registry, "_broken", {})
+        monkeypatch.setattr(registry, "_loaded", False)
+        return registry
+
+    return fresh
+
+
+def test_entry_point_source_is_found_and_syncs(tmp_path, monkeypatch, fresh_registry):
+    fresh_registry(base.SOURCES)
+    install_plugin(tmp_path, monkeypatch, "fc_dropbox", PLUGIN, "[file_connector.sources]\ndropbox = fc_dropbox:DropboxSource\n")
+    config = parse_config({"endpoints": [{"name": "box", "type": "dropbox", "endpoint_details": {"folder": "Team"}}]})
+    source = build_source(config, config.endpoints[0])
+    assert type(source).__name__ == "DropboxSource" and [c.key for c in source.containers()] == ["Team"]
+    store = SQLiteStore(tmp_path / "x.db")
+    store.migrate()
+    assert sync_container(source, store, "Team").added == 1
+    store.close()
+
+
+def test_register_source_explicitly(fresh_registry):
     namespace: dict = {}
     exec(compile(PLUGIN, "plugin", "exec"), namespace)
-    base.source_types()
-    monkeypatch.setitem(base._REGISTRY, "dropbox2", None)  # restored (removed) after the test
+    fresh_registry(base.SOURCES)
     base.register_source("dropbox2", namespace["DropboxSource"])
     config = parse_config({"endpoints": [{"name": "box", "type": "dropbox2", "endpoint_details": {"folder": "X"}}]})
     assert type(build_source(config, config.endpoints[0])).__name__ == "DropboxSource"
     assert "dropbox2" in base.source_types() and {"local", "sharepoint"} <= set(base.source_types())
+
+
+PROCESSOR_PLUGIN = '''
+from file_connector_dagster.processors.base import Processor, ProcessorOptions
+
+class TagOptions(ProcessorOptions):
+    tag: str
+
+class Tagger(Processor):
+    type_name = "tagger"
+    Options = TagOptions
+
+    def process(self, records):
+        for r in records:
+            r.metadata["tag"] = self.options.tag
+        return records
+
+class NotAProcessor:
+    pass
+'''
+
+
+def test_processors_share_the_mechanism(tmp_path, monkeypatch, fresh_registry):
+    """Entry point, explicit registration winning over an entry point of the same name, a broken
+    plugin that does not take the others down, and a class of the wrong kind."""
+    fresh_registry(processors.PROCESSORS)
+    install_plugin(tmp_path, monkeypatch, "fc_tagger", PROCESSOR_PLUGIN,
+                   "[file_connector.processors]\ntagger = fc_tagger:Tagger\nsize_limit = fc_tagger:Tagger\n"
+                   "wrongkind = fc_tagger:NotAProcessor\nbroken = fc_missing_module:Thing\n")
+    types = processors.processor_types()
+    assert types["tagger"].__name__ == "Tagger"
+    assert types["size_limit"].__module__.endswith("processors.builtin")  # the built-in keeps its name
+    config = parse_config({"endpoints": [{"name": "docs", "type": "local", "endpoint_details": {"roots": "."},
+                                          "processors": [{"type": "tagger", "tag": "x"}]}]})
+    assert processors.build_processors(config.endpoints[0].processors)[0].options.tag == "x"
+    with pytest.raises(ConfigError, match=r"processor 'broken': entry point 'fc_missing_module:Thing' in group "
+                                          r"file_connector.processors cannot be loaded: ModuleNotFoundError"):
+        processors.processor_class("broken")
+    with pytest.raises(ConfigError, match="processor 'wrongkind': .*is not a subclass of Processor"):
+        processors.processor_class("wrongkind")
+    with pytest.raises(ConfigError, match=r"unknown processor 'ocr'; known processors: glob_filter, size_limit, tagger"):
+        processors.processor_class("ocr")
+    with pytest.raises(TypeError, match="not a subclass of Source"):
+        base.register_source("nope", processors.PROCESSORS.get("tagger"))

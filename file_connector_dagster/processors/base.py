@@ -7,14 +7,13 @@ Tombstones pass through untouched so downstream consumers see deletions.
 
 from __future__ import annotations
 
-import importlib.metadata
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import ConfigError
 from ..records import FileRecord
+from ..registry import Registry
 
 
 class ProcessorOptions(BaseModel):
@@ -37,30 +36,21 @@ class Processor(ABC):
             The same records (possibly changed); a processor must not drop records."""
 
 
-_REGISTRY: dict[str, type[Processor]] = {}
-_loaded = False
+PROCESSORS: Registry[type[Processor]] = Registry(
+    "processor", "file_connector.processors", Processor, builtins=(f"{__package__}.builtin",))
 
 
 def register_processor(type_name: str, cls: type[Processor]) -> None:
-    _REGISTRY[type_name] = cls
+    """Make `processors: [{type: <type_name>}]` build `cls`."""
+    PROCESSORS.register(type_name, cls)
 
 
 def processor_types() -> dict[str, type[Processor]]:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from . import builtin  # noqa: F401
-
-        for ep in importlib.metadata.entry_points(group="file_connector.processors"):
-            _REGISTRY.setdefault(ep.name, ep.load())
-    return dict(_REGISTRY)
+    return PROCESSORS.types()
 
 
 def processor_class(type_name: str) -> type[Processor]:
-    types = processor_types()
-    if type_name not in types:
-        raise ConfigError(f"unknown processor {type_name!r}; known: {', '.join(sorted(types))}")
-    return types[type_name]
+    return PROCESSORS.get(type_name)
 
 
 def build_processors(configs: list) -> list[Processor]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,8 +9,8 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 from pydantic import BaseModel
 
-from ..errors import ConfigError
 from ..records import ChangePage, Folder
+from ..registry import Registry
 
 
 @dataclass(slots=True)
@@ -88,40 +87,19 @@ class Source(ABC):
         """Release connections."""
 
 
-_REGISTRY: dict[str, type[Source]] = {}
-_entry_points_loaded = False
+SOURCES: Registry[type[Source]] = Registry(
+    "source type", "file_connector.sources", Source,
+    builtins=(f"{__package__}.local", f"{__package__}.sharepoint", f"{__package__}.google_drive"))
 
 
 def register_source(type_name: str, cls: type[Source]) -> None:
     """Make `type: <type_name>` in connector.yaml build `cls`."""
-    _REGISTRY[type_name] = cls
-
-
-def _load_builtin_and_entry_points() -> None:
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    _entry_points_loaded = True
-    from . import local  # noqa: F401  (built-ins register themselves)
-
-    for optional in ("sharepoint", "google_drive"):
-        try:
-            importlib.import_module(f"{__package__}.{optional}")
-        except ModuleNotFoundError as exc:  # not written yet in this checkout
-            if exc.name != f"{__package__}.{optional}":
-                raise
-    for ep in importlib.metadata.entry_points(group="file_connector.sources"):
-        if ep.name not in _REGISTRY:
-            register_source(ep.name, ep.load())
+    SOURCES.register(type_name, cls)
 
 
 def source_types() -> dict[str, type[Source]]:
-    _load_builtin_and_entry_points()
-    return dict(_REGISTRY)
+    return SOURCES.types()
 
 
 def source_class(type_name: str, where: str = "") -> type[Source]:
-    types = source_types()
-    if type_name not in types:
-        raise ConfigError(f"{where}unknown type {type_name!r}; known types: {', '.join(sorted(types))}")
-    return types[type_name]
+    return SOURCES.get(type_name, where)

@@ -1,8 +1,13 @@
-"""The HTTP client every network source shares: TLS, pacing, retries with Retry-After, one-line errors.
+"""The HTTP client every network source shares: TLS, retries with Retry-After, adaptive slow-down, one-line errors.
 
 Provider-neutral: a source gives it a label for error messages, an optional `auth` callable that
 returns headers (asked again with `refresh=True` after a 401), its throttling knobs and, when its
 errors read differently, an ErrorDialect; the client does the rest. Plain Python, no Dagster.
+
+No fixed-rate pacing by default: the providers' guidance is to honour Retry-After, and a per-process
+limit does not coordinate Dagster's separate run processes anyway (Dagster pools and run-queue limits
+do). After a 429/503 the client spaces its next requests out (AdaptivePacing) and eases back to full
+speed as requests succeed again. A fixed rate (`requests_per_second`) stays available as an option.
 
 Why not only urllib3's Retry: it caps the sleep (`backoff_max`) but has no total budget across a
 sync, cannot refresh a bearer token on 401, and raises an exception that names the full URL (with
@@ -97,6 +102,48 @@ def bucket_for(host: str, rate: float, burst: float) -> TokenBucket:
         return _BUCKETS[key]
 
 
+class AdaptivePacing:
+    """Slow down after the server throttles, speed up again as requests succeed.
+
+    Retry-After covers the refused request; without a gap, the requests after it walk straight into the
+    next 429. Each throttle doubles the gap between requests (the first is `initial_gap_s`, at most
+    `max_gap_s`); every `recover_after` successes in a row halve it, and below `initial_gap_s` it is gone.
+    `initial_gap_s=0` turns the slow-down off.
+    """
+
+    def __init__(self, initial_gap_s: float = 0.25, max_gap_s: float = 30.0, recover_after: int = 10):
+        self.initial_gap_s, self.max_gap_s, self.recover_after = initial_gap_s, max_gap_s, recover_after
+        self.gap_s = 0.0
+        self.successes = 0
+        self.last_start: float | None = None
+
+    def before_request(self, sleep: Callable[[float], None]) -> float:
+        """Sleep what is left of the gap since the last request started. Returns the seconds slept."""
+        wait = 0.0
+        if self.gap_s and self.last_start is not None:
+            wait = max(0.0, self.last_start + self.gap_s - time.monotonic())
+            if wait:
+                sleep(wait)
+        self.last_start = time.monotonic()
+        return wait
+
+    def retry_waited(self) -> None:
+        """A retry wait (Retry-After or backoff) just ended: it spaced the next request already."""
+        self.last_start = None
+
+    def throttled(self) -> None:
+        self.gap_s = min(self.max_gap_s, max(self.initial_gap_s, self.gap_s * 2))
+        self.successes = 0
+
+    def succeeded(self) -> None:
+        if not self.gap_s:
+            return
+        self.successes += 1
+        if self.successes >= self.recover_after:
+            self.successes = 0
+            self.gap_s = self.gap_s / 2 if self.gap_s / 2 >= self.initial_gap_s else 0.0
+
+
 @dataclass
 class RetryPolicy:
     """How long a client may wait out throttling and transient failures.
@@ -170,14 +217,16 @@ class ErrorDialect:
 
 
 class HttpClient:
-    """requests with pacing, retries (429/5xx/connection errors), a 401 token refresh and clean errors.
+    """requests with retries (429/5xx/connection errors), adaptive slow-down after throttling, optional
+    fixed-rate pacing, a 401 token refresh and clean errors.
 
     Args:
         label: how errors name the caller, e.g. "endpoint 'sp', container 'Documents'".
         auth: returns the auth headers; called with refresh=True once after a 401.
         ca_bundle: PEM file to verify TLS with (default: the system trust store).
         policy: RetryPolicy.
-        requests_per_second, burst: client-side pacing per host; 0 turns pacing off.
+        requests_per_second, burst: fixed-rate pacing per host (off by default; 0 turns it off).
+        pacing: AdaptivePacing (the slow-down after a 429/503).
         timeout_s: connect/read timeout per attempt.
         errors: the provider's ErrorDialect.
     """
@@ -185,7 +234,8 @@ class HttpClient:
     def __init__(self, label: str, auth: AuthHeaders | None = None, ca_bundle: str | None = None,
                  policy: RetryPolicy | None = None, requests_per_second: float = 0.0, burst: float = 10.0,
                  timeout_s: float = 60.0, session: requests.Session | None = None,
-                 sleep: Callable[[float], None] = time.sleep, errors: ErrorDialect | None = None):
+                 sleep: Callable[[float], None] = time.sleep, pacing: AdaptivePacing | None = None,
+                 errors: ErrorDialect | None = None):
         self.label = label
         self.errors = errors or ErrorDialect()
         self.auth = auth
@@ -196,6 +246,8 @@ class HttpClient:
         self.sleep = sleep
         self.calls = 0  # HTTP attempts made (what ChangePage.api_calls reports)
         self.waited_s = 0.0  # time spent waiting out throttling and failures, against the budget
+        self.pacing = pacing or AdaptivePacing()
+        self.paced_s = 0.0  # time spent in the slow-down after throttling (not against the budget)
 
     def close(self) -> None:
         self.session.close()
@@ -224,6 +276,7 @@ class HttpClient:
             attempt += 1
             if self.requests_per_second > 0:
                 bucket_for(urlsplit(url).netloc, self.requests_per_second, self.burst).acquire()
+            self.paced_s += self.pacing.before_request(self.sleep)
             send_headers = dict(headers or {})
             if self.auth is not None:
                 send_headers.update(self.auth(False))
@@ -240,6 +293,7 @@ class HttpClient:
                 continue
             status = response.status_code
             if 200 <= status < 300 or status in ok_statuses:
+                self.pacing.succeeded()
                 return response
             if status == 401 and self.auth is not None and not refreshed:
                 refreshed = True
@@ -249,7 +303,10 @@ class HttpClient:
                 continue
             detail = self.errors.describe(response)
             problem = f"HTTP {status}" + (f" {detail}" if detail else "")
-            if status in RETRY_STATUSES or self.errors.throttled(response):
+            throttled = status in THROTTLE_STATUSES or self.errors.throttled(response)
+            if status in RETRY_STATUSES or throttled:
+                if throttled:
+                    self.pacing.throttled()
                 response.close()
                 self._wait(what, problem, attempt, retry_after_seconds(response.headers.get("Retry-After")))
                 continue
@@ -287,3 +344,4 @@ class HttpClient:
         log.warning("%s: %s: %s; retrying in %.1fs (attempt %d)", self.label, what, problem, wait, attempt + 1)
         self.waited_s += wait
         self.sleep(wait)
+        self.pacing.retry_waited()

@@ -61,11 +61,14 @@ class SharePointDetails(BaseModel):
     authority_host: str = "login.microsoftonline.com"
     graph_url: str = "https://graph.microsoft.com/v1.0"
     ca_bundle: str | None = None  # PEM file for a private CA, relative to connector.yaml
-    page_size: int = Field(default=200, ge=1, le=999)  # Graph $top
+    # Graph $top: 999 is the largest the delta API honours (docs/sharepoint.md, "Page size"); every page is
+    # a round trip of hundreds of milliseconds on real Graph, so the largest page is the fastest listing.
+    page_size: int = Field(default=999, ge=1, le=999)
     max_wait_s: float = Field(default=120.0, gt=0)  # longest single wait on 429/503
     throttle_budget_s: float = Field(default=900.0, ge=0)  # all waits of one sync together
     backoff_base_s: float = Field(default=1.0, gt=0)  # first backoff when Retry-After is missing
-    requests_per_second: float = Field(default=10.0, ge=0)  # client-side pacing per host; 0 = off
+    # Fixed-rate pacing per host, off by default: Retry-After and the slow-down after a 429 do the pacing
+    requests_per_second: float = Field(default=0.0, ge=0)
     timeout_s: float = Field(default=60.0, gt=0)
 
     @field_validator("site_url")

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from file_connector_dagster.errors import SourceError
-from file_connector_dagster.sources.http import HttpClient, RetryPolicy, TokenBucket, retry_after_seconds, tls_session
+from file_connector_dagster.sources.http import (
+    AdaptivePacing, HttpClient, RetryPolicy, TokenBucket, retry_after_seconds, tls_session,
+)
 from tests.fakes.graph import FakeGraph
 from tests.fakes.tls import make_tls
 
@@ -38,7 +40,7 @@ def fake() -> Any:
         yield graph
 
 
-def client(fake: FakeGraph, **policy: Any) -> tuple[HttpClient, list[float], list[bool]]:
+def client(fake: FakeGraph, pacing: AdaptivePacing | None = None, **policy: Any) -> tuple[HttpClient, list[float], list[bool]]:
     slept: list[float] = []
     refreshes: list[bool] = []
     session = tls_session(fake.tls.ca_path)
@@ -51,14 +53,15 @@ def client(fake: FakeGraph, **policy: Any) -> tuple[HttpClient, list[float], lis
         auth.token = token  # type: ignore[attr-defined]
         return {"Authorization": f"Bearer {token}"}
 
-    http = HttpClient("endpoint 'x'", auth=auth, session=session, policy=RetryPolicy(**policy), sleep=slept.append)
+    http = HttpClient("endpoint 'x'", auth=auth, session=session, policy=RetryPolicy(**policy), sleep=slept.append,
+                      pacing=pacing)
     return http, slept, refreshes
 
 
 def test_backoff_with_jitter_grows_and_the_budget_ends_it(fake: FakeGraph) -> None:
     drive = next(iter(fake.drives))
     fake.inject(503, match="/drives/", count=50)
-    http, slept, _ = client(fake, backoff_base_s=1, max_wait_s=8, total_wait_s=20)
+    http, slept, _ = client(fake, AdaptivePacing(initial_gap_s=0), backoff_base_s=1, max_wait_s=8, total_wait_s=20)
     with pytest.raises(SourceError, match=r"HTTP 503 serviceNotAvailable.*retry budget of 20s spent"):
         http.get_json(f"{fake.graph_url}/drives/{drive}?secret=xyz")
     assert 0.5 <= slept[0] <= 1 and 1 <= slept[1] <= 2 and 2 <= slept[2] <= 4 and all(w <= 8 for w in slept)
@@ -68,7 +71,7 @@ def test_backoff_with_jitter_grows_and_the_budget_ends_it(fake: FakeGraph) -> No
 
 def test_retry_after_is_honoured_and_401_refreshes_once(fake: FakeGraph) -> None:
     drive = next(iter(fake.drives))
-    http, slept, refreshes = client(fake)
+    http, slept, refreshes = client(fake, AdaptivePacing(initial_gap_s=0))  # only the Retry-After sleeps
     fake.inject(429, match="/drives/", retry_after="3")
     assert http.get_json(f"{fake.graph_url}/drives/{drive}")["id"] == drive
     assert slept == [3.0]
@@ -87,3 +90,38 @@ def test_tls_session_ignores_requests_ca_bundle(fake: FakeGraph, monkeypatch: py
     http = HttpClient("endpoint 'x'", session=tls_session(None))  # system store: the fake's CA is unknown
     with pytest.raises(SourceError, match="TLS verification failed"):
         http.get_json(f"{fake.graph_url}/drives/{drive}")
+
+
+def test_no_pacing_until_throttled_then_a_gap_that_eases_off(fake: FakeGraph) -> None:
+    drive = next(iter(fake.drives))
+    url = f"{fake.graph_url}/drives/{drive}"
+    http, slept, _ = client(fake)
+    for _ in range(5):
+        http.get_json(url)
+    assert slept == []  # no fixed-rate pacing by default
+    fake.inject(429, match="/drives/", retry_after="2")
+    http.get_json(url)
+    assert slept == [2.0]  # the Retry-After, then a gap before each following request
+    for _ in range(10):
+        http.get_json(url)
+    gaps = slept[1:]
+    # the retried request is the first success; the ninth request after it is the tenth: the gap halves,
+    # which is below the first gap, so it is gone and the last request goes at full speed
+    assert len(gaps) == 9 and all(0 < g <= 0.25 for g in gaps)  # less the time a request took
+    assert http.pacing.gap_s == 0.0
+    fake.inject(429, match="/drives/", count=2, retry_after="0")
+    http.get_json(url)
+    assert http.pacing.gap_s == 0.5  # a second throttle in a row doubles it
+    assert http.waited_s == 2.0 and http.paced_s > 0  # the slow-down does not spend the retry budget
+
+
+def test_adaptive_pacing_caps_the_gap() -> None:
+    pacing = AdaptivePacing(initial_gap_s=1, max_gap_s=4, recover_after=2)
+    for _ in range(5):
+        pacing.throttled()
+    assert pacing.gap_s == 4
+    for _ in range(4):
+        pacing.succeeded()
+    assert pacing.gap_s == 1
+    pacing.succeeded(), pacing.succeeded()
+    assert pacing.gap_s == 0
