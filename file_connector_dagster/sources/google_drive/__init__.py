@@ -34,7 +34,7 @@ from ...config import redact
 from ...errors import ConfigError, SourceError
 from ...records import ChangePage, FileRecord, Folder
 from ..base import Container, Health, Source, register_source
-from ..http import HttpClient, RetryPolicy, tls_session
+from ..http import AdaptivePacing, HttpClient, RetryPolicy, tls_session
 from .client import FILE_FIELDS, FOLDER, FOLDER_FIELDS, GOOGLE_ERRORS, SHORTCUT, DriveApi, ServiceAccountAuth
 from .settings import MY_DRIVE, GoogleDriveDetails
 from .tree import DriveTree
@@ -122,9 +122,11 @@ class GoogleDriveSource(Source):
     def _api(self, container: str | None = None) -> DriveApi:
         d = self.details
         policy = RetryPolicy(max_wait_s=d.max_wait_s, total_wait_s=d.throttle_budget_s, backoff_base_s=d.backoff_base_s)
+        # after a throttle, requests are spaced out on the scale of the configured backoff
+        pacing = AdaptivePacing(initial_gap_s=min(0.25, d.backoff_base_s / 4), max_gap_s=d.max_wait_s)
         http = HttpClient(self._label(container), auth=self.auth, policy=policy, session=self.session,
                           requests_per_second=d.requests_per_second, burst=max(1.0, 2 * d.requests_per_second),
-                          timeout_s=d.timeout_s, errors=GOOGLE_ERRORS)
+                          timeout_s=d.timeout_s, errors=GOOGLE_ERRORS, pacing=pacing)
         return DriveApi(http, d.api_url, d.page_size)
 
     def close(self) -> None:
