@@ -10,11 +10,18 @@ import os
 import sys
 from typing import Any, Sequence
 
-from .config import check_environment, config_path, load_config, redact
+from .config import check_environment, config_path, load_config, missing_environment, redact
 from .errors import FileConnectorError
+from .plugins import PluginManager
+from .plugins.manager import sync_event
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 COUNTS = ("listed", "added", "updated", "unchanged", "deleted", "errors")
+PROCESSING = ("processed", "excluded")  # from the files asset: records its processors saw / excluded
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _table(headers: Sequence[str], rows: list[Sequence[Any]]) -> str:
@@ -25,15 +32,23 @@ def _table(headers: Sequence[str], rows: list[Sequence[Any]]) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    check_environment(config, str(config_path(args.config)))
+    label = str(config_path(args.config))
+    check_environment(config, label)
     active = config.active_endpoints
-    print(f"{config_path(args.config)}: OK, {len(config.endpoints)} endpoints ({len(active)} active), "
+    print(f"{label}: OK, {plural(len(config.endpoints), 'endpoint')} ({len(active)} active), "
           f"store {config.store.type}")
     for ep in config.endpoints:
         schedule = f"{ep.schedule.cron} {ep.schedule.timezone}" if ep.schedule else "no schedule"
         procs = ", ".join(p.type for p in ep.processors) or "no processors"
         print(f"  {ep.name}: {ep.type}, {'active' if ep.is_active else 'inactive'}, {schedule}, {procs}")
-    return EXIT_OK
+    for line in missing_environment(config, inactive=True):
+        print(f"warning: {label}: {line} (the endpoint is inactive; set it before is_active: true)")
+    with PluginManager.from_config(config) as plugins:
+        for entry, plugin in plugins.plugins:
+            print(f"  plugin {plugin.name}: {entry.type}, on {', '.join(entry.on)}")
+        for problem in plugins.problems:
+            print(f"{label}: {problem}", file=sys.stderr)
+    return EXIT_CONFIG if plugins.problems else EXIT_OK
 
 
 def _dagster_instance():
@@ -45,25 +60,15 @@ def _dagster_instance():
 
 
 def _failure_message(result: Any) -> str:
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            error = event.step_failure_data.error
-            while error.cause is not None:
-                error = error.cause
-            message = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
-            for prefix in ("dagster._core.definitions.events.Failure: ",):
-                message = message.removeprefix(prefix)
-            if error.cls_name in ("ConfigError", "SourceError", "StoreError"):
-                message = message.split(": ", 1)[1] if message.startswith(error.cls_name + ":") else message
-            return redact(message)
-    return "run failed"
+    from .defs.notifications import failure_line
+
+    return failure_line(result.all_events)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from dagster import AssetKey, materialize
-
     from .defs import build_definitions
-    from .defs.assets import partitions_for
+    from .defs.assets import files_key, listing_key, partitions_for
+    from .defs.triggers import job_name
     from .sources import build_source
 
     path = config_path(args.config)
@@ -72,8 +77,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not endpoints:
         print("no active endpoints to sync")
         return EXIT_OK
-    defs = build_definitions(path)
+    defs = build_definitions(path, retries=False)  # a terminal reports a failure at once
     instance = _dagster_instance()
+    plugins = PluginManager.from_config(config, log=lambda line: print(redact(line), file=sys.stderr)).start()
     log_level = "INFO" if args.verbose else "ERROR"
     rows, failed = [], 0
     for ep in endpoints:
@@ -83,7 +89,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         try:
             containers = [c.key for c in source.containers()]
         except FileConnectorError as exc:
-            rows.append((ep.name, "-", *["" for _ in COUNTS], "", f"failed: {redact(str(exc))}"))
+            rows.append((ep.name, "-", *["" for _ in COUNTS + PROCESSING], "", f"failed: {redact(str(exc))}"))
             failed += 1
             continue
         finally:
@@ -97,29 +103,40 @@ def cmd_sync(args: argparse.Namespace) -> int:
         known = set(instance.get_dynamic_partitions(partitions.name))
         if new := [c for c in containers if c not in known]:
             instance.add_dynamic_partitions(partitions.name, new)
-        listing = defs.resolve_assets_def(AssetKey(["listings", ep.name]))
-        files = defs.resolve_assets_def(AssetKey(["files", ep.name]))
+        job = defs.resolve_job_def(job_name(ep))  # the UI shows CLI runs under the endpoint's job
+        listing_op = defs.resolve_assets_def(listing_key(ep.name)).op.name
         for container in containers:
-            result = materialize(
-                [listing, files], partition_key=container, instance=instance, raise_on_error=False,
+            result = job.execute_in_process(
+                partition_key=container, instance=instance, raise_on_error=False,
                 tags={"file_connector/trigger": "cli"},
                 run_config={
-                    "ops": {listing.op.name: {"config": {"full": args.full}}},
+                    "ops": {listing_op: {"config": {"full": args.full}}},
                     "loggers": {"console": {"config": {"log_level": log_level}}},
                 },
             )
-            metadata = {}
-            for event in result.get_asset_materialization_events():
-                if event.asset_key == listing.key:
-                    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+            by_asset = {event.asset_key: {k: v.value for k, v in event.materialization.metadata.items()}
+                        for event in result.get_asset_materialization_events()}
+            processing = by_asset.get(files_key(ep.name), {})
+            metadata = {**by_asset.get(listing_key(ep.name), {}),
+                        **{k: processing[k] for k in (*PROCESSING, "processing_errors") if k in processing}}
             if result.success:
-                status = "ok"
+                errors = metadata.get("processing_errors", 0)
+                status = f"ok ({plural(errors, 'processing error')})" if errors else "ok"
             else:
                 failed += 1
                 status = f"failed: {_failure_message(result)}"
-            rows.append((ep.name, container, *[metadata.get(k, "") for k in COUNTS],
+            rows.append((ep.name, container, *[metadata.get(k, "") for k in COUNTS + PROCESSING],
                          f"{metadata['duration_s']:.2f}s" if "duration_s" in metadata else "", status))
-    print(_table(("endpoint", "container", *COUNTS, "duration", "status"), rows))
+            if plugins.plugins:
+                with defs.resources["connector"].store() as store:
+                    event = sync_event(store, ep.name, container, "success" if result.success else "failure",
+                                       error=None if result.success else _failure_message(result),
+                                       run_id=result.run_id)
+                for outcome in plugins.dispatch(event):
+                    if not outcome.ok:
+                        print(outcome.detail, file=sys.stderr)
+    plugins.close()
+    print(_table(("endpoint", "container", *COUNTS, *PROCESSING, "duration", "status"), rows))
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -212,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except FileConnectorError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        for line in redact(str(exc)).splitlines():  # one line per problem
+            print(f"error: {line}", file=sys.stderr)
         return EXIT_CONFIG if exc.__class__.__name__ == "ConfigError" else EXIT_FAILED
 
 

@@ -150,13 +150,39 @@ class ProcessorConfig(BaseModel):
     type: str
 
 
-class PluginConfig(BaseModel):
+class PluginEntry(BaseModel):
+    """One plugin under `plugins:`; its own options (validated by the plugin's Options) sit beside these."""
+
     model_config = ConfigDict(extra="allow")
     type: str
+    name: str | None = None
+    endpoints: list[str] | None = None  # only events of these endpoints (default: all)
+    on: list[Literal["success", "failure", "container_added"]] = ["success", "failure", "container_added"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, value: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads a bare `on:` key as the boolean True
+        if isinstance(value, dict) and True in value:
+            value = {("on" if k is True else k): v for k, v in value.items()}
+        return value
+
+
+class PluginsConfig(_Strict):
+    """`plugins:` either a list of plugin entries, or {directories: [...], use: [...]}."""
+
+    directories: list[str] = Field(default_factory=list)  # searched for plugin classes; never the cwd
+    use: list[PluginEntry] = Field(default_factory=list)
+    ui_url: str | None = None  # the Dagster UI's address, for run links in notifications
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        return {"use": value} if isinstance(value, list) else value
 
 
 class EndpointConfig(_Strict):
-    name: str = Field(pattern=_SLUG)
+    name: str
     type: str
     endpoint_details: Any = Field(default_factory=dict)
     project_id: str | None = None
@@ -165,6 +191,14 @@ class EndpointConfig(_Strict):
     schedule: ScheduleConfig | None = None
     processors: list[ProcessorConfig] = Field(default_factory=list)
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(_SLUG, value):
+            raise ValueError(f"{value!r} is not a slug: use lowercase letters, digits, '-' and '_' "
+                             "(at most 63, starting with a letter or digit)")
+        return value
+
     @field_validator("schedule", mode="before")
     @classmethod
     def _schedule(cls, value: Any) -> Any:
@@ -172,26 +206,10 @@ class EndpointConfig(_Strict):
 
     @model_validator(mode="after")
     def _details(self) -> "EndpointConfig":
-        from .processors.base import processor_class
-        from .sources.base import source_class
-
-        def check(where: str, validate: Any) -> Any:
-            try:
-                return validate()
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                field_path = ".".join(str(p) for p in (where, *first["loc"]))
-                raise ValueError(f"{field_path}: {first['msg'].removeprefix('Value error, ')}") from None
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
-
-        cls = check("type", lambda: source_class(self.type))
-        if not isinstance(self.endpoint_details, cls.Details):
-            self.endpoint_details = check("endpoint_details",
-                                          lambda: cls.Details.model_validate(self.endpoint_details or {}))
-        for i, proc in enumerate(self.processors):
-            check(f"processors[{i}]",
-                  lambda: processor_class(proc.type).Options.model_validate(proc.model_extra or {}))
+        details, problems = _nested(self.type, self.endpoint_details, self.processors)
+        if problems:
+            raise ValueError(problems[0])
+        self.endpoint_details = details
         return self
 
     def secret_free_details(self) -> dict[str, Any]:
@@ -199,19 +217,78 @@ class EndpointConfig(_Strict):
         return self.endpoint_details.model_dump(mode="json")
 
 
+def _nested(type_name: Any, details: Any, processors: list[Any]) -> tuple[Any, list[str]]:
+    """Validate an endpoint's source-specific details and processor options by their own models.
+
+    Returns the validated details and every problem found, each as "field: message".
+    """
+    from .processors.base import processor_class
+    from .sources.base import source_class
+
+    problems: list[str] = []
+
+    def check(where: str, validate: Any) -> Any:
+        try:
+            return validate()
+        except ValidationError as exc:
+            problems.extend(line[:500] for line in _merge([(_field_path([where, *error["loc"]]), _message(error))
+                                                          for error in exc.errors()]))
+        except ConfigError as exc:
+            problems.append(f"{where}: {exc}")
+        return None
+
+    from .sources.base import source_types
+
+    if not isinstance(type_name, str) or type_name not in source_types():  # the file's word is "type"; the registry says "source type"
+        problems.append(f"type: unknown type {str(type_name)[:80]!r}; known types: {', '.join(sorted(source_types()))}")
+        cls = None
+    else:
+        cls = check("type", lambda: source_class(str(type_name)))
+    if cls is not None and not isinstance(details, cls.Details):
+        details = check("endpoint_details", lambda: cls.Details.model_validate(details or {}))
+    for i, proc in enumerate(processors if isinstance(processors, list) else []):  # else the model reports it
+        if isinstance(proc, BaseModel):
+            proc = {"type": proc.type, **(proc.model_extra or {})}
+        if not isinstance(proc, dict) or not isinstance(proc.get("type"), str):
+            continue  # the ProcessorConfig model reports it
+        options = {k: v for k, v in proc.items() if k != "type"}
+        processor = check(f"processors[{i}].type", lambda: processor_class(str(proc["type"])))
+        if processor is not None:
+            check(f"processors[{i}]", lambda: processor.Options.model_validate(options))
+    return details, problems
+
+
+def dagster_name(endpoint_name: str) -> str:
+    """The endpoint's name in Dagster's names (group, job, sensor, schedule, partitions): `-` becomes `_`."""
+    return endpoint_name.replace("-", "_")
+
+
+def _name_problems(names: list[Any]) -> list[tuple[int, str]]:
+    """(index, problem) for endpoint names that repeat or map to the same Dagster name."""
+    problems: list[tuple[int, str]] = []
+    first: dict[str, str] = {}
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            continue
+        earlier = first.setdefault(dagster_name(name), name)
+        if earlier == name and names.index(name) != i:
+            problems.append((i, f"name: duplicate endpoint name {name!r}"))
+        elif earlier != name:
+            problems.append((i, f"name: {name!r} and {earlier!r} both become the Dagster name "
+                                f"{dagster_name(name)!r} (assets, jobs, sensors); rename one"))
+    return problems
+
+
 class ConnectorConfig(_Strict):
     store: StoreConfig = Field(default_factory=SQLiteStoreConfig)
-    plugins: list[PluginConfig] = Field(default_factory=list)
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     base_dir: Path = Field(default=Path("."), exclude=True)  # relative paths resolve against it
 
     @model_validator(mode="after")
     def _unique(self) -> "ConnectorConfig":
-        seen: set[str] = set()
-        for i, ep in enumerate(self.endpoints):
-            if ep.name in seen:
-                raise ValueError(f"duplicate endpoint name {ep.name!r} (endpoints[{i}])")
-            seen.add(ep.name)
+        for i, problem in _name_problems([ep.name for ep in self.endpoints]):
+            raise ValueError(f"endpoint {self.endpoints[i].name!r}: {problem}")
         return self
 
     def endpoint(self, name: str) -> EndpointConfig:
@@ -228,8 +305,9 @@ class ConnectorConfig(_Strict):
         path = Path(os.path.expanduser(str(path)))
         return path if path.is_absolute() else (self.base_dir / path).resolve()
 
-    def env_references(self) -> list[tuple[str, str]]:
-        """Every (where, NAME) environment reference of the store and the active endpoints."""
+    def env_references(self, inactive: bool = False) -> list[tuple[str, str]]:
+        """Every (where, NAME) environment reference of the store and the active endpoints
+        (with inactive=True: of the inactive endpoints only)."""
         found: list[tuple[str, str]] = []
 
         def walk(value: Any, where: str) -> None:
@@ -242,8 +320,17 @@ class ConnectorConfig(_Strict):
                 for i, item in enumerate(value):
                     walk(item, f"{where}[{i}]")
 
-        walk(self.store, "store")
-        for ep in self.active_endpoints:
+        if not inactive:
+            walk(self.store, "store")
+            for i, plugin in enumerate(self.plugins.use):
+                for key, value in (plugin.model_extra or {}).items():
+                    if isinstance(value, str):
+                        found.extend((f"plugins[{i}].{key}", name) for name in _REF.findall(value))
+                    elif isinstance(value, dict) and set(value) == {"env"}:
+                        found.append((f"plugins[{i}].{key}", value["env"]))
+        for ep in self.endpoints:
+            if ep.is_active == inactive:
+                continue
             walk(ep.endpoint_details, f"endpoint {ep.name!r}: endpoint_details")
         return found
 
@@ -257,16 +344,47 @@ def config_path(explicit: str | os.PathLike | None = None) -> Path:
     return Path(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).exists() else EXAMPLE_CONFIG
 
 
-def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
-    loc = list(error["loc"])
-    where = ""
-    if len(loc) >= 2 and loc[0] == "endpoints" and isinstance(loc[1], int):
-        where = f"{_endpoint_label(raw, loc[1])}: "
-        loc = loc[2:]
-    # pydantic puts union/function tags in loc; keep the field names only
-    field_path = ".".join(str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in ("function-after",))))
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{where}{field_path + ': ' if field_path else ''}{message}"
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "bytes", "function-after", "function-plain"}
+
+
+def _field_path(loc: list[Any]) -> str:
+    """A pydantic error location as the file's field path (union and validator tags dropped)."""
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS)))
+
+
+def _message(error: dict[str, Any]) -> str:
+    return error["msg"].removeprefix("Value error, ")
+
+
+def _merge(lines: list[tuple[str, str]]) -> list[str]:
+    """(field path, message) pairs as one "path: message" line per field (a union's branches each
+    report the same wrong value: "a valid string or a valid list")."""
+    by_path: dict[str, list[str]] = {}
+    for path, message in lines:
+        messages = by_path.setdefault(path, [])
+        if message not in messages:
+            messages.append(message)
+    merged = []
+    for path, messages in by_path.items():
+        text = messages[0] + "".join(" or " + m.removeprefix("Input should be ") for m in messages[1:])
+        merged.append(f"{path + ': ' if path else ''}{text}")
+    return merged
+
+
+def _describe_all(errors: list[dict[str, Any]], raw: dict[str, Any]) -> list[tuple[int, str]]:
+    """(endpoint index or -1, line) for each field with errors."""
+    grouped: dict[tuple[int, str], list[tuple[str, str]]] = {}
+    for error in errors:
+        loc = list(error["loc"])
+        index, where = -1, ""
+        if len(loc) >= 2 and loc[0] == "endpoints" and isinstance(loc[1], int):
+            index, where = loc[1], f"{_endpoint_label(raw, loc[1])}: "
+            loc = loc[2:]
+        if loc[:1] == ["store"] and len(loc) > 1 and isinstance(raw.get("store"), dict) \
+                and loc[1] == raw["store"].get("type"):
+            del loc[1]  # the union's tag (the store type) is not a field
+        grouped.setdefault((index, where), []).append((_field_path(loc), _message(error)))
+    return [(index, (where + line)[:500]) for (index, where), lines in grouped.items() for line in _merge(lines)]
 
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config with thousands of endpoints is well under 1 MiB
@@ -371,28 +489,55 @@ def _endpoint_label(raw: Any, index: int) -> str:
     return f"endpoint {name!r}" if isinstance(name, str) and len(name) <= 80 else f"endpoints[{index}]"
 
 
-def parse_config(raw: dict[str, Any], base_dir: Path = Path("."), label: str = "connector.yaml") -> ConnectorConfig:
-    endpoints = raw.get("endpoints")
-    for i, ep in enumerate(endpoints if isinstance(endpoints, list) else []):
-        # validate type first so an unknown type is one message listing the known ones
-        if isinstance(ep, dict) and isinstance(ep.get("type"), str):
-            from .sources.base import source_types
+MAX_PROBLEMS = 50  # lines listed for one file; a generated file can be wrong thousands of times
 
-            if ep["type"] not in source_types():
-                raise ConfigError(f"{label}: {_endpoint_label(raw, i)}: type: unknown type {ep['type'][:80]!r}; "
-                                  f"known types: {', '.join(sorted(source_types()))}")
+
+def parse_config(raw: dict[str, Any], base_dir: Path = Path("."), label: str = "connector.yaml") -> ConnectorConfig:
+    """Validate a parsed connector.yaml; raises one ConfigError listing every problem, one line each."""
+    endpoints = raw.get("endpoints") if isinstance(raw.get("endpoints"), list) else []
+
+    def where(i: int) -> str:
+        return f"{_endpoint_label(raw, i)}: "
+
+    # Checked here, on the raw file, so that one bad field does not hide the others: source details and
+    # processor options (their own models) and names (they must stay distinct once turned into Dagster names).
+    problems: list[tuple[int, str]] = []
+    nested_failed: set[int] = set()
+    for i, ep in enumerate(endpoints):
+        if isinstance(ep, dict) and isinstance(ep.get("type"), str):  # else the model says what is wrong
+            for problem in _nested(ep["type"], ep.get("endpoint_details"), ep.get("processors") or [])[1]:
+                problems.append((i, where(i) + problem))
+                nested_failed.add(i)
+    problems += [(i, where(i) + problem) for i, problem in
+                 _name_problems([ep.get("name") if isinstance(ep, dict) else None for ep in endpoints])]
     try:
-        return ConnectorConfig.model_validate({**raw, "base_dir": base_dir})
+        config = ConnectorConfig.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as exc:
-        errors = exc.errors()
-        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-        raise ConfigError(f"{label}: {_describe(errors[0], raw)[:500]}{more}") from None
+        errors = [error for error in exc.errors()  # the model's cross-checks were reported above, in full
+                  if not (error["loc"] == () or (len(error["loc"]) == 2 and error["loc"][0] == "endpoints"
+                                                 and error["loc"][1] in nested_failed))]
+        problems += _describe_all(errors, raw)
+        config = None
     except ConfigError as exc:
         raise ConfigError(f"{label}: {exc}") from None
+    if problems:
+        ordered = [problem for _, problem in sorted(dict.fromkeys(problems), key=lambda p: p[0])]  # store first
+        shown = [f"{label}: {problem[:500]}" for problem in ordered[:MAX_PROBLEMS]]
+        if len(ordered) > MAX_PROBLEMS:
+            shown.append(f"{label}: ... and {len(ordered) - MAX_PROBLEMS} more problems")
+        raise ConfigError("\n".join(shown))
+    assert config is not None
+    return config
+
+
+def missing_environment(config: ConnectorConfig, inactive: bool = False) -> list[str]:
+    """One line per environment reference that is not set: the store's and the active endpoints'
+    (or, with inactive=True, those of the inactive endpoints)."""
+    return [f"{where}: environment variable {name} is not set"
+            for where, name in config.env_references(inactive=inactive) if name not in os.environ]
 
 
 def check_environment(config: ConnectorConfig, label: str = "connector.yaml") -> None:
-    """Fail on the first environment reference that is not set (what `validate` adds to parsing)."""
-    for where, name in config.env_references():
-        if name not in os.environ:
-            raise ConfigError(f"{label}: {where}: environment variable {name} is not set")
+    """Fail listing every environment reference that is not set (what `validate` adds to parsing)."""
+    if missing := missing_environment(config):
+        raise ConfigError("\n".join(f"{label}: {line}" for line in missing))

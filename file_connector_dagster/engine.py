@@ -1,4 +1,5 @@
-"""Syncing one container: pull change pages from a source, commit each into a store with its cursor.
+"""Syncing one container: pull change pages from a source, commit each into a store with its cursor
+(the rules each page follows: stores/protocol.py).
 
 Plain Python; the Dagster listing asset opens the stream and the listings IO manager commits it,
 so the CLI, tests and Dagster all run this same code.
@@ -17,6 +18,7 @@ from .errors import FileConnectorError
 from .records import ChangePage, SyncStats
 from .sources.base import Source
 from .stores.base import Store
+from .stores.protocol import ContainerSync, DeleteGuard
 
 if TYPE_CHECKING:
     from .config import EndpointConfig
@@ -24,11 +26,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class ChangeStream:
-    """A lazy stream of one container's change pages; nothing is fetched until it is consumed."""
+    """One container's changes, not yet fetched: commit_changes takes the container's lease, reads its
+    cursor under it and only then starts the source's page stream."""
 
     endpoint: str
     container: str
-    pages: Iterator[ChangePage]
+    source: Source
+    full: bool = False
+    guard: DeleteGuard | None = None
 
 
 def register_endpoint(store: Store, endpoint: "EndpointConfig") -> None:
@@ -37,17 +42,15 @@ def register_endpoint(store: Store, endpoint: "EndpointConfig") -> None:
                           endpoint.secret_free_details(), endpoint.is_active)
 
 
-def open_changes(source: Source, store: Store, container: str, full: bool = False) -> ChangeStream:
-    """Read the container's cursor and folder tree from the store and start the source's page stream.
+def open_changes(source: Source, container: str, full: bool = False, guard: DeleteGuard | None = None) -> ChangeStream:
+    """A lazy stream of the container's changes (nothing is read from the source or the store yet).
 
     Args:
-        full: forget the cursor and list everything again (deletions found by the listing's end).
+        full: list everything again instead of a delta (deletions found by the listing's end); the stored
+            cursor stays until the listing's first page commits, so a full sync that fails early loses nothing.
+        guard: the mass-delete guard (default: DeleteGuard()).
     """
-    # A full sync just starts without the cursor; the stored one stays until the listing's first page
-    # commits, so a full sync that fails early loses nothing.
-    cursor = None if full else store.sync_state(source.endpoint, container).cursor
-    folders = store.folders(source.endpoint, container) if cursor else {}
-    return ChangeStream(source.endpoint, container, source.sync(container, cursor, folders))
+    return ChangeStream(source.endpoint, container, source, full, guard)
 
 
 def error_text(exc: BaseException) -> str:
@@ -111,41 +114,43 @@ class Prefetch:
 
 def commit_changes(store: Store, stream: ChangeStream,
                    on_page: Callable[[ChangePage, SyncStats], None] | None = None, prefetch: int = 2) -> SyncStats:
-    """Apply every page of the stream, each in its own transaction with its cursor; log the sync.
+    """Sync the stream's container (protocol.ContainerSync): take its lease, read its cursor under it, apply
+    every page in its own transaction with its cursor (compare-and-set), log the sync.
 
     Args:
         prefetch: pages fetched ahead in a background thread while a page commits (0: none).
 
     A failure leaves the cursor at the last committed page, records the sync as failed and re-raises.
     """
-    stats = SyncStats(endpoint=stream.endpoint, container=stream.container)
-    sync_id = store.start_sync(stream.endpoint, stream.container)  # raises if another sync holds the container
+    sync = ContainerSync(store, stream.endpoint, stream.container, stream.guard, full=stream.full).start()
     started = time.monotonic()
-    pages = Prefetch(stream.pages, prefetch) if prefetch else stream.pages
+    pages: Iterator[ChangePage] | Prefetch | None = None
     try:
+        pages = stream.source.sync(stream.container, sync.cursor, sync.folders)
+        if prefetch:
+            pages = Prefetch(pages, prefetch)
         for page in pages:
-            stats.add_page(page, store.apply_page(stream.endpoint, stream.container, page))
+            sync.apply(page)
             if on_page:
-                on_page(page, stats)
-        stats.status = "success"
+                on_page(page, sync.stats)
     except BaseException as exc:
-        stats.status = "failed"
-        stats.error = error_text(exc)
+        sync.stats.duration_s = round(time.monotonic() - started, 3)
+        _close(pages)
+        sync.finish(exc, error_text)
         raise
-    finally:
-        stats.duration_s = round(time.monotonic() - started, 3)
-        close = getattr(pages, "close", None)
-        if close:
-            close()
-        try:
-            store.finish_sync(sync_id, stats)
-        except FileConnectorError:
-            if stats.status == "success":
-                raise
-            # the store itself is what failed; the original error is the one to report
-    return stats
+    sync.stats.duration_s = round(time.monotonic() - started, 3)
+    _close(pages)
+    sync.finish()
+    return sync.stats
 
 
-def sync_container(source: Source, store: Store, container: str, full: bool = False, prefetch: int = 2) -> SyncStats:
+def _close(pages: object) -> None:
+    close = getattr(pages, "close", None)
+    if close:
+        close()
+
+
+def sync_container(source: Source, store: Store, container: str, full: bool = False, prefetch: int = 2,
+                   guard: DeleteGuard | None = None) -> SyncStats:
     """open_changes + commit_changes, for tests and scripts that do not need Dagster."""
-    return commit_changes(store, open_changes(source, store, container, full=full), prefetch=prefetch)
+    return commit_changes(store, open_changes(source, container, full=full, guard=guard), prefetch=prefetch)

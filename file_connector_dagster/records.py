@@ -180,6 +180,8 @@ class SyncState:
     listing_in_progress: bool = False
     last_sync_at: datetime | None = None
     processed_until: datetime | None = None
+    listing_fresh: bool = False  # the full listing in progress began on an empty container
+    running_sync: str | None = None  # the sync_logs id holding the container's lease
 
 
 @dataclass(slots=True)

@@ -85,6 +85,12 @@ class Registry(Generic[T]):
         raise ConfigError(f"{where}unknown {self.kind} {type_name!r}; known {self.kind}s: "
                           f"{', '.join(sorted(self._classes)) or 'none'}")
 
+    def broken(self) -> dict[str, str]:
+        """Returns:
+        Entry point names that could not be loaded, and why."""
+        self._load()
+        return dict(self._broken)
+
     def __contains__(self, type_name: str) -> bool:
         self._load()
         return type_name in self._classes

@@ -134,3 +134,65 @@ def test_cli_prints_one_line_without_traceback(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert "endpoint 'docs'" in lines[0] and "schedule.cron" in lines[0]
+
+
+def test_every_problem_is_listed_one_line_each(tmp_path):
+    path = write(tmp_path, """
+        store: {type: sqlite, path: inv.db, colour: blue}
+        endpoints:
+          - {name: docs, type: local, endpoint_details: {containers: everything}, schedule: "61 * * * *"}
+          - {name: "Bad Name", type: local, endpoint_details: {roots: a}, processors: [{type: ocr}]}
+          - {name: drive, type: dropbox}
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    lines = str(info.value).splitlines()
+    assert all(line.startswith(f"{path}: ") for line in lines), lines
+    expected = [
+        "store.colour",
+        "endpoint 'docs': endpoint_details.roots",
+        "endpoint 'docs': endpoint_details.containers",
+        "endpoint 'docs': schedule.cron",
+        "endpoint 'Bad Name': processors[0].type: unknown processor 'ocr'",
+        "endpoint 'Bad Name': name",
+        "endpoint 'drive': type: unknown type 'dropbox'",
+    ]
+    for part in expected:
+        assert sum(part in line for line in lines) == 1, (part, lines)
+    assert len(lines) == len(expected)
+
+
+def test_names_that_collide_in_dagster_are_rejected(tmp_path):
+    message = error_of(tmp_path, """
+        endpoints:
+          - {name: my-docs, type: local, endpoint_details: {roots: a}}
+          - {name: my_docs, type: local, endpoint_details: {roots: b}}
+    """)
+    assert "endpoint 'my_docs': name: 'my_docs' and 'my-docs' both become the Dagster name 'my_docs'" in message
+
+
+def test_validate_lists_unset_variables_and_warns_for_inactive_endpoints(tmp_path, monkeypatch):
+    from file_connector_dagster.cli import main as cli_main
+
+    for name in ("FC_T_PW", "FC_T_SECRET", "FC_T_OTHER"):
+        monkeypatch.delenv(name, raising=False)
+    path = write(tmp_path, """
+        store: {type: postgres, dsn: "postgresql://app:${FC_T_PW}@127.0.0.1/db"}
+        endpoints:
+          - name: site
+            type: sharepoint
+            is_active: false
+            endpoint_details: {tenant_id: t, client_id: c, client_secret: "${FC_T_SECRET}",
+                               site_url: "https://contoso.sharepoint.com/sites/x"}
+    """)
+    proc = subprocess.run([sys.executable, "-m", "file_connector_dagster.cli", "validate", "--config", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip() == \
+        f"error: {path}: store.dsn: environment variable FC_T_PW is not set"
+    monkeypatch.setenv("FC_T_PW", "pw-value-1")
+    proc = subprocess.run([sys.executable, "-m", "file_connector_dagster.cli", "validate", "--config", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == f"{path}: OK, 1 endpoint (0 active), store postgres"
+    assert f"warning: {path}: endpoint 'site': endpoint_details.client_secret: environment variable FC_T_SECRET " \
+           "is not set" in proc.stdout

@@ -58,8 +58,8 @@ def rows(workdir: Path) -> dict[str, object]:
 
 def test_materialize_partition_writes_store_and_metadata(workdir):
     defs = build_definitions(workdir / "connector.yaml")
-    listing = defs.resolve_assets_def(AssetKey(["listings", "team-share"]))
-    files = defs.resolve_assets_def(AssetKey(["files", "team-share"]))
+    listing = defs.resolve_assets_def(AssetKey(["team-share", "listing"]))
+    files = defs.resolve_assets_def(AssetKey(["team-share", "files"]))
     assert listing.partitions_def.name == "team_share_containers"
     assert listing.group_names_by_key[listing.key] == "team_share"
     assert {"local", "sqlite"} <= set(listing.specs_by_key[listing.key].kinds)
@@ -68,9 +68,9 @@ def test_materialize_partition_writes_store_and_metadata(workdir):
         instance.add_dynamic_partitions("team_share_containers", ["alpha", "beta"])
         result = materialize([listing, files], partition_key="alpha", instance=instance)
         assert result.success
-        meta = {e.asset_key.path[0]: {k: v.value for k, v in e.materialization.metadata.items()}
+        meta = {e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
                 for e in result.get_asset_materialization_events()}
-        assert {k: meta["listings"][k] for k in ("listed", "added", "unchanged", "deleted", "pages")} == \
+        assert {k: meta["listing"][k] for k in ("listed", "added", "unchanged", "deleted", "pages")} == \
             {"listed": 3, "added": 3, "unchanged": 0, "deleted": 0, "pages": 1}
         assert meta["files"]["processed"] == 3 and meta["files"]["excluded"] == 2
         stored = rows(workdir)
@@ -85,12 +85,12 @@ def test_materialize_partition_writes_store_and_metadata(workdir):
         # second run: nothing changed, so nothing to process
         (workdir / "share/alpha/scratch.tmp").unlink()
         result = materialize([listing, files], partition_key="alpha", instance=instance)
-        meta = {e.asset_key.path[0]: {k: v.value for k, v in e.materialization.metadata.items()}
+        meta = {e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
                 for e in result.get_asset_materialization_events()}
-        assert (meta["listings"]["unchanged"], meta["listings"]["deleted"]) == (2, 1)
+        assert (meta["listing"]["unchanged"], meta["listing"]["deleted"]) == (2, 1)
         assert (meta["files"]["processed"], meta["files"]["deleted"]) == (1, 1)
         # the UI's per-partition view reads these materializations
-        latest = instance.get_latest_materialization_event(AssetKey(["listings", "team-share"]))
+        latest = instance.get_latest_materialization_event(AssetKey(["team-share", "listing"]))
         assert latest.dagster_event.partition == "alpha"
 
 
@@ -117,7 +117,7 @@ def test_schedule_requests_every_container(workdir):
     defs = build_definitions(workdir / "connector.yaml")
     schedule = defs.resolve_schedule_def("sync_team_share_schedule")
     assert schedule.execution_timezone == "Europe/Berlin" and schedule.cron_schedule == "0 7 * * 1-5"
-    assert schedule.job_name == "sync_team_share"
+    assert schedule.job_name == "Sync_team_share"
     with instance_for_test() as instance:
         tick = datetime(2026, 11, 27, 6, 0, tzinfo=timezone.utc)
         skipped = schedule.evaluate_tick(build_schedule_context(instance=instance, scheduled_execution_time=tick, repository_def=defs.get_repository_def()))
@@ -130,7 +130,7 @@ def test_schedule_requests_every_container(workdir):
 
 def test_job_per_endpoint_runs_a_partition(workdir):
     defs = build_definitions(workdir / "connector.yaml")
-    job = defs.resolve_job_def("sync_team_share")
+    job = defs.resolve_job_def("Sync_team_share")
     with instance_for_test() as instance:
         instance.add_dynamic_partitions("team_share_containers", ["beta"])
         result = job.execute_in_process(partition_key="beta", instance=instance)
@@ -145,7 +145,8 @@ def test_cli_sync_status_and_failure(workdir, capsys, monkeypatch):
     out = capsys.readouterr().out
     lines = [line.split() for line in out.strip().splitlines()]
     assert lines[0][:8] == ["endpoint", "container", "listed", "added", "updated", "unchanged", "deleted", "errors"]
-    assert lines[1][:8] == ["team-share", "alpha", "3", "3", "0", "0", "0", "0"] and lines[1][-1] == "ok"
+    assert lines[0][8:10] == ["processed", "excluded"]
+    assert lines[1][:10] == ["team-share", "alpha", "3", "3", "0", "0", "0", "0", "3", "2"] and lines[1][-1] == "ok"
     assert lines[2][:8] == ["team-share", "beta", "1", "1", "0", "0", "0", "0"]
 
     (workdir / "share/beta/ü.txt").unlink()
@@ -165,6 +166,20 @@ def test_cli_sync_status_and_failure(workdir, capsys, monkeypatch):
     os.rename(workdir / "share/alpha", workdir / "share/renamed")
     assert cli_main(["sync", "--config", config, "--endpoint", "team-share", "--container", "alpha"]) == 1
     assert "no container 'alpha'" in capsys.readouterr().err
+
+
+def test_cli_runs_show_under_the_endpoint_job(workdir, capsys, monkeypatch):
+    repo_root = Path(__file__).resolve().parent.parent
+    home = workdir / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((repo_root / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    assert cli_main(["sync", "--config", str(workdir / "connector.yaml"), "--endpoint", "team-share"]) == 0
+    with DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+        assert sorted((r.job_name, r.tags.get("dagster/partition")) for r in runs) == [
+            ("Sync_team_share", "alpha"), ("Sync_team_share", "beta")]
+        assert all(r.tags["file_connector/trigger"] == "cli" for r in runs)
 
 
 def test_cli_sync_failure_is_one_line_in_the_table(workdir, capsys, monkeypatch):
@@ -212,7 +227,7 @@ def test_config_errors_fail_once_without_retries(workdir, monkeypatch):
                                                            "type: postgres, dsn: 'postgresql://u:${FC_NOPE}@h/db'"))
     monkeypatch.delenv("FC_NOPE", raising=False)
     defs = build_definitions(workdir / "connector.yaml")
-    job = defs.resolve_job_def("sync_team_share")
+    job = defs.resolve_job_def("Sync_team_share")
     with instance_for_test() as instance:
         instance.add_dynamic_partitions("team_share_containers", ["beta"])
         result = job.execute_in_process(partition_key="beta", instance=instance, raise_on_error=False)
@@ -226,7 +241,7 @@ def test_config_errors_fail_once_without_retries(workdir, monkeypatch):
 def test_cli_health_validate_and_migrate(workdir, capsys):
     config = str(workdir / "connector.yaml")
     assert cli_main(["validate", "--config", config]) == 0
-    assert "OK, 1 endpoints (1 active), store sqlite" in capsys.readouterr().out
+    assert "OK, 1 endpoint (1 active), store sqlite" in capsys.readouterr().out
     assert cli_main(["migrate", "--config", config]) == 0
     from file_connector_dagster.stores.migrations import LATEST_VERSION
     assert f"schema at version {LATEST_VERSION}" in capsys.readouterr().out

@@ -47,10 +47,10 @@ class SlowStore(SQLiteStore):
         super().__init__(path)
         self.source, self.lead = source, 0
 
-    def apply_page(self, endpoint, container, page):
+    def apply_page(self, endpoint, container, page, **sync):
         time.sleep(0.01)  # the fetcher may run ahead meanwhile
         self.lead = max(self.lead, self.source.produced - int(page.cursor))
-        return super().apply_page(endpoint, container, page)
+        return super().apply_page(endpoint, container, page, **sync)
 
 
 def test_prefetch_runs_ahead_by_a_bounded_number_of_pages(tmp_path):
@@ -80,10 +80,10 @@ def test_a_store_failure_stops_the_fetcher(tmp_path):
     source = CountingSource(pages=1000)
 
     class Broken(SQLiteStore):
-        def apply_page(self, endpoint, container, page):
+        def apply_page(self, endpoint, container, page, **sync):
             if page.cursor == "3":
                 raise RuntimeError("disk full")
-            return super().apply_page(endpoint, container, page)
+            return super().apply_page(endpoint, container, page, **sync)
 
     store = Broken(tmp_path / "x.db")
     store.migrate()

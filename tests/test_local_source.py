@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from file_connector_dagster.engine import open_changes, sync_container
+from file_connector_dagster.engine import sync_container
 from file_connector_dagster.sources.local import LocalDetails, LocalSource
 from file_connector_dagster.stores.sqlite import SQLiteStore
 
@@ -162,14 +162,14 @@ def test_killed_between_pages_resumes_from_checkpoint(tmp_path, store):
         (root / f"d{i % 3}/f{i:02}.txt").write_text(str(i))
     src = LocalSource("share", LocalDetails(roots=[str(root)], page_size=4))
     assert sync_container(src, store, "many").added == 25
-    stream = open_changes(src, store, "many")
+    pages = src.sync("many", store.sync_state("share", "many").cursor, {})
     committed = 0
-    for page in stream.pages:  # the next sync commits three pages, then "crashes"
+    for page in pages:  # the next sync commits three pages, then "crashes"
         store.apply_page("share", "many", page)
         committed += len(page.upserts)
         if committed == 12:
             break
-    stream.pages.close()
+    pages.close()
     state = store.sync_state("share", "many")
     assert state.listing_in_progress and json.loads(state.cursor)["after"] == "d1/f07.txt"
     (root / "d0/f00.txt").unlink()  # listed before the crash: found by the next listing
@@ -193,3 +193,188 @@ def test_subfolder_containers_and_globs(tree, store):
     assert set(live(store)) == {"Pläne/Grundriss über.pdf", "notes.txt"}
     assert source(tree).health().ok
     assert not LocalSource("share", LocalDetails(roots=[str(tree / "missing")])).health().ok
+
+
+# -- defect 3 of issue 7: errors make the listing incomplete, deep trees, vanished containers, hashes ----------
+
+def _eio(path) -> OSError:
+    import errno
+
+    return OSError(errno.EIO, "Input/output error", str(path))
+
+
+class _FailingScandir:
+    """os.scandir, except that folders named in `fail` raise EIO: at once, or after `after` entries."""
+
+    def __init__(self, fail: dict[str, int | None]):
+        self.fail = fail
+
+    def __call__(self, path):
+        name = os.path.basename(os.fspath(path))
+        if name not in self.fail:
+            return os.scandir(path)
+        after = self.fail[name]
+        if after is None:
+            raise _eio(path)
+        real = os.scandir(path)
+
+        class Broken:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                real.close()
+
+            def __iter__(self):
+                for i, entry in enumerate(real):
+                    if i == after:
+                        raise _eio(path)
+                    yield entry
+
+        return Broken()
+
+
+@pytest.mark.parametrize("mid_iteration", [False, True], ids=["eio-on-open", "eio-mid-listing"])
+def test_io_error_in_a_folder_tombstones_nothing(tree, store, mid_iteration):
+    for i in range(3):
+        (tree / f"projects/b/more-{i}.txt").write_text("m")
+    src = source(tree)
+    sync_container(src, store, "projects")
+    before = set(live(store))
+    assert len(before) == 7
+    (tree / "projects/top.md").unlink()  # really gone, elsewhere in the container
+    src._scandir = _FailingScandir({"b": 1 if mid_iteration else None})
+    stats = sync_container(src, store, "projects")
+    assert stats.status == "success" and stats.errors == 1
+    assert "b: cannot read folder: Input/output error" in stats.error_samples[0]
+    assert stats.deleted == 0 and set(live(store)) == before  # nothing under b/ lost, nothing tombstoned
+    del src._scandir  # the disk recovers: the next listing is complete and records the deletion
+    stats = sync_container(src, store, "projects")
+    assert (stats.errors, stats.deleted) == (0, 1) and set(live(store)) == before - {"top.md"}
+
+
+def test_entries_that_cannot_be_stated_tombstone_nothing(as_unprivileged_user):
+    """A folder readable but not searchable (r--): its names are listed, but no entry can be stat'ed."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="fc-nostat-"))
+    try:
+        (base / "projects/locked").mkdir(parents=True)
+        (base / "projects/locked/plan.pdf").write_text("p")
+        (base / "projects/locked/sub").mkdir()
+        (base / "projects/locked/sub/deep.txt").write_text("d")
+        (base / "projects/top.md").write_text("t")
+        (base / "projects/gone.md").write_text("g")
+        for path in [base, *base.rglob("*")]:
+            path.chmod(0o777 if path.is_dir() else 0o666)
+        src = LocalSource("share", LocalDetails(roots=[str(base / "projects")]))
+        with as_unprivileged_user():
+            store = SQLiteStore(base / "inv.db")
+            store.migrate()
+            sync_container(src, store, "projects")
+            assert set(live(store)) == {"locked/plan.pdf", "locked/sub/deep.txt", "top.md", "gone.md"}
+            (base / "projects/gone.md").unlink()
+        (base / "projects/locked").chmod(0o644)  # r, no x: names readable, entries cannot be stat'ed
+        try:
+            with as_unprivileged_user():
+                stats = sync_container(src, store, "projects")
+        finally:
+            (base / "projects/locked").chmod(0o777)
+        assert stats.status == "success" and stats.errors == 2
+        assert all("Permission denied" in e for e in stats.error_samples), stats.error_samples
+        assert stats.deleted == 0 and set(live(store)) == {"locked/plan.pdf", "locked/sub/deep.txt", "top.md", "gone.md"}
+        with as_unprivileged_user():
+            stats = sync_container(src, store, "projects")
+        assert (stats.errors, stats.deleted) == (0, 1) and "gone.md" not in live(store)
+        store.close()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_dangling_and_looping_symlinks_are_errors_but_the_listing_stays_complete(tree, store):
+    src = source(tree)
+    sync_container(src, store, "projects")
+    (tree / "projects/top.md").unlink()
+    (tree / "projects/dangling.txt").symlink_to(tree / "projects/nowhere.txt")
+    (tree / "projects/loop").symlink_to(tree / "projects/loop")
+    stats = sync_container(src, store, "projects")
+    assert sorted(stats.error_samples) == ["dangling.txt: symlink to nothing, skipped", "loop: symlink loop, skipped"]
+    assert stats.deleted == 1 and "top.md" not in live(store)  # a complete listing: the deletion is recorded
+
+
+def test_a_tree_deeper_than_the_recursion_limit(tmp_path, store):
+    import sys
+
+    depth = sys.getrecursionlimit() + 200
+    root = tmp_path / "deep"
+    folders = [root / "/".join(["d"] * (level + 1)) for level in range(depth)]
+    root.mkdir()
+    for folder in folders:  # one by one: Path.mkdir(parents=True) recurses
+        folder.mkdir()
+    expected = set()
+    for level in [*range(0, depth, 400), depth - 1]:
+        (folders[level] / "f.txt").write_text(str(level))
+        expected.add("/".join(["d"] * (level + 1) + ["f.txt"]))
+    try:
+        src = LocalSource("share", LocalDetails(roots=[str(root)], page_size=1))
+        pages = src.sync("deep", None, {})
+        for n, page in enumerate(pages, 1):  # killed after two pages: the resume point is deep in the tree
+            store.apply_page("share", "deep", page)
+            if n == 2:
+                assert json.loads(page.cursor)["after"].count("/") > 800
+                break
+        pages.close()
+        stats = sync_container(src, store, "deep")
+        assert stats.status == "success" and stats.errors == 0 and stats.listed == len(expected) - 2
+        assert set(live(store)) == expected and len(expected) == 4
+    finally:  # shutil.rmtree (and so pytest's cleanup) recurses: remove the tree bottom-up here
+        for folder in reversed(folders):
+            for child in folder.iterdir():
+                if child.is_file():
+                    child.unlink()
+            folder.rmdir()
+
+
+def test_a_vanished_subfolder_container_is_tombstoned_but_an_unmounted_root_is_not(tree, store):
+    src = LocalSource("share", LocalDetails(roots=[str(tree / "projects")], containers="subfolders"))
+    for key in ("b", "Ä-Projekt"):
+        sync_container(src, store, key)
+    assert len(live(store)) == 3
+    import shutil
+
+    shutil.rmtree(tree / "projects/b")
+    from file_connector_dagster.errors import SourceError
+
+    assert [c.key for c in src.containers()] == ["Ä-Projekt"]
+    stats = sync_container(src, store, "b")
+    assert stats.status == "success" and stats.deleted == 1 and stats.error_samples == ["b: the folder is gone"]
+    assert tombstones(store) == {"b/設計.dwg".split("/", 1)[1]} and len(live(store)) == 2
+
+    shutil.move(tree / "projects/Ä-Projekt", tree / "elsewhere")  # no subfolder left: looks unmounted
+    with pytest.raises(SourceError, match="no such folder"):
+        sync_container(src, store, "Ä-Projekt")
+    assert len(live(store)) == 2
+    shutil.move(tree / "elsewhere", tree / "projects/Ä-Projekt")
+    os.rename(tree / "projects", tree / "unmounted")  # the whole root is gone: an error, nothing tombstoned
+
+    with pytest.raises(SourceError, match="root folder .* does not exist"):
+        sync_container(src, store, "Ä-Projekt")
+    assert len(live(store)) == 2
+
+
+def test_hash_is_part_of_the_change_key(tree, store):
+    src = source(tree, hash=True)
+    sync_container(src, store, "projects")
+    notes = tree / "projects/Ä-Projekt/notes.txt"
+    st = notes.stat()
+    notes.write_text("HELLO")  # same size
+    os.utime(notes, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime
+    stats = sync_container(src, store, "projects")
+    assert (stats.updated, stats.unchanged) == (1, 3)
+    record = next(r for p in store.iter_files("share") for r in p if r.title == "notes.txt")
+    import hashlib
+
+    assert record.metadata["hashes"]["sha256"] == hashlib.sha256(b"HELLO").hexdigest()
+    assert record.change_key.endswith(":" + hashlib.sha256(b"HELLO").hexdigest())
+    assert sync_container(src, store, "projects").unchanged == 4

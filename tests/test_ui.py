@@ -21,7 +21,7 @@ QUERY = """
     assetKey { path }
     partitionKeysByDimension { partitionKeys }
   }
-  assetOrError(assetKey: {path: ["listings", "team-share"]}) {
+  assetOrError(assetKey: {path: ["team-share", "listing"]}) {
     ... on Asset {
       assetMaterializations(limit: 10) {
         partition
@@ -77,8 +77,8 @@ def test_ui_shows_one_asset_per_endpoint_with_partitions_and_counts(home):
             time.sleep(1)
         assert data, "webserver did not answer with the assets"
         nodes = {tuple(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-        assert set(nodes) == {("listings", "team-share"), ("files", "team-share")}
-        assert nodes[("listings", "team-share")]["partitionKeysByDimension"][0]["partitionKeys"] == ["alpha", "beta"]
+        assert set(nodes) == {("team-share", "listing"), ("team-share", "files")}
+        assert nodes[("team-share", "listing")]["partitionKeysByDimension"][0]["partitionKeys"] == ["alpha", "beta"]
         counts = {
             m["partition"]: {e["label"]: e.get("intValue") for e in m["metadataEntries"]}
             for m in data["assetOrError"]["assetMaterializations"]

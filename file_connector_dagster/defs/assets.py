@@ -1,12 +1,16 @@
-"""Asset factories: per endpoint, `listings/<endpoint>` (the synced listing, one partition per
-container) and `files/<endpoint>` (the endpoint's processors applied to what changed)."""
+"""Asset factories: per endpoint, `<endpoint>/listing` (the synced listing, one partition per
+container) and `<endpoint>/files` (the endpoint's processors applied to what changed).
+
+The key's last part says what the node is: the UI titles graph nodes and sidebar entries with it,
+inside a group named after the endpoint."""
 
 
 from dagster import (
-    AssetExecutionContext, AssetIn, AssetsDefinition, Config, DynamicPartitionsDefinition, Failure, asset,
+    AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, Config, DynamicPartitionsDefinition, Failure,
+    asset,
 )
 
-from ..config import EndpointConfig
+from ..config import EndpointConfig, dagster_name
 from ..engine import ChangeStream, error_text, open_changes, register_endpoint
 from ..errors import FileConnectorError
 from ..processors.base import build_processors, run_processors
@@ -18,8 +22,21 @@ class ListingConfig(Config):
     full: bool = False  # forget the cursor and list the container again (deletions found at the end)
 
 
+def listing_key(endpoint_name: str) -> AssetKey:
+    return AssetKey([endpoint_name, "listing"])
+
+
+def files_key(endpoint_name: str) -> AssetKey:
+    return AssetKey([endpoint_name, "files"])
+
+
+def endpoint_of(key: AssetKey) -> str:
+    """The endpoint name in a listing or files asset key."""
+    return key.path[0]
+
+
 def group_name(endpoint: EndpointConfig) -> str:
-    return endpoint.name.replace("-", "_")
+    return dagster_name(endpoint.name)
 
 
 def partitions_for(endpoint: EndpointConfig) -> DynamicPartitionsDefinition:
@@ -33,7 +50,7 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
     tags = {"file_connector/source": endpoint.type, "file_connector/endpoint": name}
 
     @asset(
-        key=["listings", name],
+        key=listing_key(name),
         description=f"File listing of endpoint {name} ({endpoint.type}), one partition per container.",
         partitions_def=partitions,
         group_name=group_name(endpoint),
@@ -45,22 +62,22 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
     def listing(context: AssetExecutionContext, config: ListingConfig, connector: FileConnectorResource) -> ChangeStream:
         try:
             source = connector.source(name)
-            store = connector.store()
+            with connector.store() as store:
+                register_endpoint(store, endpoint)
         except FileConnectorError as exc:
             if exc.retryable:
                 raise
             raise Failure(description=error_text(exc), allow_retries=False) from None
-        try:
-            register_endpoint(store, endpoint)
-            return open_changes(source, store, context.partition_key, full=config.full)
-        finally:
-            store.close()
+        # nothing is read yet: the IO manager takes the container's lease, then reads its cursor
+        return open_changes(source, context.partition_key, full=config.full)
 
     @asset(
-        key=["files", name],
+        key=files_key(name),
+        # Shown in the UI: why this node reads "Unsynced" after its listing was materialized alone.
         description=f"Files of endpoint {name} after its processors "
-                    f"({', '.join(p.type for p in endpoint.processors) or 'none'}).",
-        ins={"listing": AssetIn(key=["listings", name])},
+                    f"({', '.join(p.type for p in endpoint.processors) or 'none'}). The sync job runs it right "
+                    f"after the listing; materializing the listing alone leaves it Unsynced until it runs.",
+        ins={"listing": AssetIn(key=listing_key(name))},
         partitions_def=partitions,
         group_name=group_name(endpoint),
         kinds={store_kind},

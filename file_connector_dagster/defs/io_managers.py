@@ -77,10 +77,11 @@ class ListingsIOManager(ConfigurableIOManager):
             if stats.errors:
                 context.log.warning(f"{obj.endpoint}/{obj.container}: {stats.errors} files could not be listed")
         finally:
+            obj.source.close()
             store.close()
 
-    def load_input(self, context: InputContext) -> ChangedFiles:
-        return ChangedFiles(self.connector, context.upstream_output.asset_key.path[-1], context.partition_key)
+    def load_input(self, context: InputContext) -> ChangedFiles:  # upstream key: <endpoint>/listing
+        return ChangedFiles(self.connector, context.upstream_output.asset_key.path[0], context.partition_key)
 
 
 class FilesIOManager(ConfigurableIOManager):
@@ -107,6 +108,6 @@ class FilesIOManager(ConfigurableIOManager):
         finally:
             store.close()
 
-    def load_input(self, context: InputContext) -> ChangedFiles:
-        return ChangedFiles(self.connector, context.upstream_output.asset_key.path[-1], context.partition_key,
+    def load_input(self, context: InputContext) -> ChangedFiles:  # upstream key: <endpoint>/files
+        return ChangedFiles(self.connector, context.upstream_output.asset_key.path[0], context.partition_key,
                             unprocessed_only=False)

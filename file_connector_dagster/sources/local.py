@@ -6,11 +6,13 @@ did not see. The walk is sorted, so the cursor (the last path committed) resumes
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import mimetypes
 import os
 import stat
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Literal, Mapping
@@ -39,6 +41,18 @@ class LocalDetails(BaseModel):
         return [value] if isinstance(value, str) else value
 
 
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    """Something the walk could not list: one error line; `incomplete` when files may hide behind it."""
+
+    message: str
+    incomplete: bool = False
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
 class LocalSource(Source):
     type_name = "local"
     Details = LocalDetails
@@ -53,10 +67,7 @@ class LocalSource(Source):
         for root in self.roots:
             if not root.is_dir():
                 raise SourceError(f"endpoint {self.endpoint!r}: root folder {root} does not exist or is not a folder")
-            if self.details.containers == "roots":
-                found = [root]
-            else:
-                found = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
+            found = [root] if self.details.containers == "roots" else self._subfolders(root)
             for path in found:
                 key = path.name if len(self.roots) == 1 or self.details.containers == "roots" else f"{root.name}-{path.name}"
                 if key in dirs:
@@ -64,6 +75,19 @@ class LocalSource(Source):
                                       f"({dirs[key]} and {path})")
                 dirs[key] = path
         return dirs
+
+    def _subfolders(self, root: Path) -> list[Path]:
+        """The first-level folders of a root; any error is a SourceError (a folder we failed to see would
+        look deleted, and its files would be tombstoned)."""
+        found = []
+        try:
+            with self._scandir(root) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):  # raises on a folder it cannot stat
+                        found.append(Path(entry.path))
+        except OSError as exc:
+            raise SourceError(f"endpoint {self.endpoint!r}: cannot list the folders of {root}: {_reason(exc)}") from None
+        return sorted(found, key=lambda p: p.name)
 
     def containers(self) -> list[Container]:
         return [Container(key=key, name=key, details={"path": str(path)}) for key, path in self._container_dirs().items()]
@@ -75,9 +99,18 @@ class LocalSource(Source):
         return Health(ok=all(v == "ok" for v in checks.values()), checks=checks)
 
     # -- listing ----------------------------------------------------------------------------------
+    # The one seam tests may replace to provoke I/O errors (EIO, ESTALE) that a real disk will not give on demand.
+    _scandir = staticmethod(os.scandir)
+
     def sync(self, container: str, cursor: str | None, folders: Mapping[str, Folder]) -> Iterator[ChangePage]:
         dirs = self._container_dirs()
         if container not in dirs:
+            if self.details.containers == "subfolders" and dirs:  # no subfolder at all: an unmounted share?
+                # Every root was read and this folder is not there any more: a listing that finds nothing,
+                # so its files are tombstoned (through the mass-delete guard, like any listing).
+                yield ChangePage(cursor=json.dumps({"complete": True}), full_listing=True, starts_listing=True,
+                                 last=True, errors=[f"{container}: the folder is gone"])
+                return
             raise SourceError(f"endpoint {self.endpoint!r}, container {container!r}: no such folder "
                               f"(containers: {', '.join(dirs) or 'none'})")
         top = dirs[container]
@@ -88,11 +121,10 @@ class LocalSource(Source):
         changes: list[FileRecord] = []
         errors: list[str] = []
         last_path: str | None = None
-        for item in self._walk(top, container, (), after):
-            if isinstance(item, str):
-                errors.append(item)
-                if item.endswith(": cannot read folder"):
-                    incomplete = True
+        for item in self._walk(top, container, after):
+            if isinstance(item, _Problem):
+                errors.append(item.message)
+                incomplete = incomplete or item.incomplete
                 continue
             changes.append(item)
             last_path = item.path
@@ -103,42 +135,77 @@ class LocalSource(Source):
         yield ChangePage(upserts=changes, cursor=json.dumps({"complete": True}), full_listing=True,
                          starts_listing=starts, last=True, errors=errors, listing_incomplete=incomplete)
 
-    def _walk(self, top: Path, container: str, parts: tuple[str, ...],
-              after: tuple[str, ...] | None) -> Iterator[FileRecord | str]:
-        """Depth-first, sorted by name, so paths come out in the order of their component tuples."""
-        folder = top.joinpath(*parts)
-        rel_dir = "/".join(parts)
+    def _entries(self, folder: Path, rel_dir: str) -> "list[os.DirEntry[str]] | _Problem":
+        """The folder's entries sorted by name, or the problem that kept us from reading all of them."""
         try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+            with self._scandir(folder) as it:
+                return sorted(it, key=lambda e: e.name)  # an I/O error can also come mid-iteration
+        except FileNotFoundError:
+            return []  # removed since its parent was read: nothing left to list
         except OSError as exc:
-            yield f"{rel_dir or '.'}: cannot read folder" if isinstance(exc, PermissionError) else f"{rel_dir or '.'}: {exc.strerror}"
+            what = "cannot read folder" if isinstance(exc, PermissionError) else f"cannot read folder: {_reason(exc)}"
+            return _Problem(f"{rel_dir or '.'}: {what}", incomplete=True)
+
+    def _walk(self, top: Path, container: str, after: tuple[str, ...] | None) -> Iterator["FileRecord | _Problem"]:
+        """Depth-first, sorted by name, so paths come out in the order of their component tuples.
+
+        Iterative (a stack of folders, not recursion), so any depth works. `after` is the resume point:
+        everything up to and including it was committed by an earlier run of this listing.
+        """
+        # each frame: (parts of the folder, its sorted entries, index of the next entry, resume point inside it)
+        stack: list[tuple[tuple[str, ...], list, int, tuple[str, ...] | None]] = []
+        entries = self._entries(top, "")
+        if isinstance(entries, _Problem):
+            yield entries
             return
-        for entry in entries:
+        stack.append(((), entries, 0, after))
+        while stack:
+            parts, entries, index, after = stack[-1]
+            if index >= len(entries):
+                stack.pop()
+                continue
+            stack[-1] = (parts, entries, index + 1, after)
+            entry = entries[index]
             child = parts + (entry.name,)
             try:
                 entry.name.encode("utf-8")
             except UnicodeEncodeError:
-                yield f"{'/'.join(parts + (repr(entry.name),))}: file name is not valid UTF-8, skipped"
+                yield _Problem(f"{'/'.join(parts + (repr(entry.name),))}: file name is not valid UTF-8, skipped")
                 continue
             rel = "/".join(child)
             try:
                 is_link = entry.is_symlink()
-                st = os.stat(entry.path) if is_link else entry.stat(follow_symlinks=False)
             except OSError as exc:
-                yield f"{rel}: {exc.strerror or exc}"
+                yield _Problem(f"{rel}: cannot read: {_reason(exc)}", incomplete=True)
+                continue
+            try:
+                st = os.stat(entry.path) if is_link else entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                if is_link:
+                    yield _Problem(f"{rel}: symlink to nothing, skipped")
+                continue  # deleted while we listed: gone, as the next sweep will record
+            except OSError as exc:
+                if is_link and exc.errno == errno.ELOOP:
+                    yield _Problem(f"{rel}: symlink loop, skipped")
+                    continue
+                # a file or a folder we cannot see into: what it holds must not be tombstoned
+                yield _Problem(f"{rel}: cannot read: {_reason(exc)}", incomplete=True)
                 continue
             if is_link:
                 target = Path(os.path.realpath(entry.path))
                 if not target.is_relative_to(top):
-                    yield f"{rel}: symlink points outside the folder, not followed"
+                    yield _Problem(f"{rel}: symlink points outside the folder, not followed")
                     continue
                 if stat.S_ISDIR(st.st_mode):
                     continue  # a link to a folder inside the root: its files are listed where they are
             if stat.S_ISDIR(st.st_mode):
                 if after is not None and child < after[: len(child)]:
                     continue  # this whole folder was committed before the resume point
-                yield from self._walk(top, container, child, after if after is not None and after[: len(child)] == child else None)
+                sub = self._entries(Path(entry.path), rel)
+                if isinstance(sub, _Problem):
+                    yield sub
+                    continue
+                stack.append((child, sub, 0, after if after is not None and after[: len(child)] == child else None))
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue  # sockets, fifos, devices are not files to inventory
@@ -150,7 +217,7 @@ class LocalSource(Source):
                 continue
             yield from self._record(top, container, rel, entry.path, st)
 
-    def _record(self, top: Path, container: str, rel: str, path: str, st: os.stat_result) -> Iterator[FileRecord | str]:
+    def _record(self, top: Path, container: str, rel: str, path: str, st: os.stat_result) -> Iterator["FileRecord | _Problem"]:
         hashes = {}
         if self.details.hash:
             try:
@@ -160,7 +227,7 @@ class LocalSource(Source):
                         digest.update(block)
                 hashes["sha256"] = digest.hexdigest()
             except OSError as exc:  # still listed (it exists), just without a hash
-                yield f"{rel}: cannot read file: {exc.strerror or exc}"
+                yield _Problem(f"{rel}: cannot read file: {_reason(exc)}")
         modified = datetime.fromtimestamp(st.st_mtime, timezone.utc)
         birth = getattr(st, "st_birthtime", None)
         yield FileRecord(
@@ -172,7 +239,8 @@ class LocalSource(Source):
             date_updated=modified,
             size=st.st_size,
             mime_type=mimetypes.guess_type(rel)[0],
-            change_key=f"{st.st_mtime_ns}:{st.st_size}",
+            # with hash: true the content decides too (a same-size rewrite within one mtime tick is a change)
+            change_key=f"{st.st_mtime_ns}:{st.st_size}" + (f":{hashes['sha256']}" if hashes else ""),
             project_id=self.project_id,
             user_id=self.user_id,
             metadata={"hashes": hashes, "parent_path": rel.rsplit("/", 1)[0] if "/" in rel else ""},

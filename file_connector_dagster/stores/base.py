@@ -8,55 +8,22 @@ Every store keeps the same tables (names are a public contract):
   sync_logs    one row per sync of a container: started, finished, status, counts, error
 and, for their own bookkeeping, schema_version, folders (the folder tree a delta source keeps) and
 listing_seen (external ids seen by a full listing in progress, to tombstone the rest at its end).
+
+A store only reads and writes. What to write, and when a file is tombstoned, is decided once for every
+store in protocol.py; a store implements the primitives below (Store, and PageTx inside a transaction).
 """
 
 from __future__ import annotations
 
-import os
-import socket
 from abc import ABC, abstractmethod
-from datetime import datetime, timedelta
-from typing import Any, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Iterator, TypeVar
 
 from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats
+from .protocol import Lease
 
-# A sync holds its container for this long after its last committed page; a second sync of the same
-# container meanwhile fails (retryably) instead of interleaving cursors and listings. A run that died
-# without finishing is taken over once its lease has run out, and its log row becomes "interrupted".
-SYNC_LEASE = timedelta(minutes=30)
-INTERRUPTED = "interrupted: the process stopped before the sync finished"
-
-
-def lease_owner() -> str:
-    """Who holds a lease: host:pid, so a lease left by a process that died on this host can be taken
-    over at once instead of after SYNC_LEASE."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def lease_is_live(owner: str | None, until: datetime | None, now: datetime) -> bool:
-    """Whether a held lease still excludes a new sync of the container."""
-    if until is None or until <= now:
-        return False
-    host, _, pid = (owner or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine's: trust the lease
-    if int(pid) == os.getpid():
-        return False  # this process's own earlier sync, which has ended (syncs of a container run serially)
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def lease_held_error(label: str, endpoint: str, container: str, sync_id: object, until: datetime):
-    from ..errors import StoreError
-
-    return StoreError(f"{label}: {endpoint}/{container}: another sync (id {sync_id}) is still running; "
-                      f"its lease runs until {until.isoformat(timespec='seconds')}", retryable=True)
-
+T = TypeVar("T")
 
 # Columns of `files` in order; stores share it so rows look the same everywhere.
 FILE_COLUMNS = (
@@ -66,10 +33,100 @@ FILE_COLUMNS = (
 )
 
 
-def is_unchanged(record: FileRecord, container: str, stored: tuple) -> bool:
-    """A stored live row (change_key, path, title, container) is unchanged when the incoming record
-    of `container` has the same change key, path, name and container."""
-    return (record.change_key, record.path, record.title, container) == tuple(stored)
+@dataclass(slots=True)
+class Stored:
+    """What the protocol needs of a stored row to classify an incoming record (protocol.classify)."""
+
+    deleted: bool
+    change_key: str | None
+    path: str
+    title: str
+    container: str
+
+
+class PageTx(ABC):
+    """The reads and writes of one page, all inside one store transaction (Store.in_transaction).
+    protocol.apply_page calls them in its order; none of them decides anything. Ids are external ids
+    of `endpoint`; "live" means deleted_at is NULL; prefixes end with "/"."""
+
+    @abstractmethod
+    def sync_row(self, endpoint: str, container: str) -> SyncState:
+        """The container's sync_state (cursor, running_sync, listing_fresh), read so that no other writer
+        can change it before this transaction ends (a row lock, the database lock, or a conflict at commit)."""
+
+    @abstractmethod
+    def has_files(self, endpoint: str, container: str) -> bool:
+        """Whether the container holds any row, tombstones included."""
+
+    @abstractmethod
+    def stored(self, endpoint: str, ids: list[str]) -> dict[str, Stored]:
+        """The stored rows of these ids (in any container), by id."""
+
+    @abstractmethod
+    def write_files(self, endpoint: str, container: str, records: list[FileRecord], now: datetime) -> None:
+        """Insert these records, or rewrite their stored rows entirely: container, every record field,
+        deleted_at NULL, updated_at now, processors' results cleared; first_seen_at kept."""
+
+    def insert_new(self, endpoint: str, container: str, records: list[FileRecord], now: datetime) -> set[str]:
+        """Insert the records whose id is not stored yet; leave the others alone.
+
+        Returns:
+            The ids that were already stored (a store may override this with a cheaper bulk insert)."""
+        existing = set(self.stored(endpoint, [r.external_id for r in records]))
+        new = [r for r in records if r.external_id not in existing]
+        if new:
+            self.write_files(endpoint, container, new, now)
+        return existing
+
+    @abstractmethod
+    def tombstone(self, endpoint: str, ids: list[str], now: datetime) -> int:
+        """Set deleted_at = updated_at = now on the live rows of these ids. Returns how many."""
+
+    @abstractmethod
+    def count_live(self, endpoint: str, ids: list[str]) -> int:
+        """How many of these ids are live rows."""
+
+    @abstractmethod
+    def count_under(self, endpoint: str, container: str, prefix: str) -> int:
+        """How many live files of the container have a path starting with prefix."""
+
+    @abstractmethod
+    def tombstone_under(self, endpoint: str, container: str, prefix: str, now: datetime) -> int:
+        """Tombstone the live files of the container under prefix. Returns how many."""
+
+    @abstractmethod
+    def move_under(self, endpoint: str, container: str, prefix: str, new_prefix: str, now: datetime) -> int:
+        """Replace prefix by new_prefix in the paths of the container's files under it (tombstones too),
+        updated_at now. Returns how many rows."""
+
+    @abstractmethod
+    def put_folders(self, endpoint: str, container: str, folders: list[Folder]) -> None:
+        """Insert or replace these folders of the container's folder tree."""
+
+    @abstractmethod
+    def delete_folders(self, endpoint: str, container: str, folder_ids: list[str]) -> None:
+        """Remove these folders from the container's folder tree."""
+
+    @abstractmethod
+    def clear_seen(self, endpoint: str, container: str) -> None:
+        """Empty the container's listing_seen set."""
+
+    @abstractmethod
+    def mark_seen(self, endpoint: str, container: str, ids: list[str]) -> None:
+        """Add these ids to the container's listing_seen set."""
+
+    @abstractmethod
+    def count_unseen(self, endpoint: str, container: str) -> int:
+        """How many live files of the container are not in its listing_seen set."""
+
+    @abstractmethod
+    def tombstone_unseen(self, endpoint: str, container: str, now: datetime) -> int:
+        """Tombstone the live files of the container that are not in its listing_seen set. Returns how many."""
+
+    @abstractmethod
+    def save_state(self, endpoint: str, container: str, state: SyncState, lease_until: datetime) -> None:
+        """Write cursor, listing_in_progress and listing_fresh; last_sync_at when set (else keep the
+        stored one); renew lease_until if a sync holds the lease. Creates the row if missing."""
 
 
 class Store(ABC):
@@ -106,31 +163,52 @@ class Store(ABC):
         """Forget the cursor so the next sync is a fresh full listing (records stay)."""
 
     @abstractmethod
+    def take_lease(self, endpoint: str, container: str, owner: str, until: datetime,
+                   may_take: Callable[[Lease], bool]) -> tuple[int | str | None, Lease | None]:
+        """Atomically: read the container's lease; if a sync holds it and may_take(lease) is false,
+        change nothing. Otherwise open a sync_logs row ('running'), make it the lease holder (owner,
+        until), and mark the previous holder's log row (if any, still 'running') 'interrupted' with
+        protocol.INTERRUPTED as its error.
+
+        Returns:
+            (the new sync's id, or None when refused; the lease found, or None when it was free)."""
+
+    @abstractmethod
+    def in_transaction(self, operation: str, work: Callable[[PageTx], T]) -> T:
+        """Run work(tx) in one transaction: commit if it returns, roll back if it raises (a store whose
+        server has no transactions writes as it goes; protocol.apply_page stores the cursor last).
+        Database errors become StoreError naming the store and operation."""
+
     def start_sync(self, endpoint: str, container: str) -> int | str:
-        """Open a sync_logs row with status 'running' and take the container's lease (SYNC_LEASE,
-        extended by every apply_page), atomically. A live lease (lease_is_live) held by another sync
-        raises a retryable StoreError; a dead one is taken over and its log row marked 'interrupted'.
+        """Take the container's lease and open its sync_logs row (protocol.start_sync).
 
         Returns:
             Its id, for finish_sync (which releases the lease)."""
+        from .protocol import start_sync
 
-    @abstractmethod
-    def apply_page(self, endpoint: str, container: str, page: ChangePage) -> PageStats:
-        """Apply one page and store its cursor in one transaction.
+        return start_sync(self, endpoint, container)
 
-        Order: page.moves (rewrite paths under a moved folder; a move to None tombstones everything
-        under it), deletions (set deleted_at), upserts (insert, update only when is_unchanged() is
-        false, restore tombstones), folders, and when the page ends a full listing, tombstone every
-        live file of the container the listing did not see. Then the cursor. Replaying a page
-        after a crash changes nothing.
+    def apply_page(self, endpoint: str, container: str, page: ChangePage, **sync: Any) -> PageStats:
+        """Apply one page and its cursor in one transaction (protocol.apply_page). Called alone, the page is
+        applied whatever the stored cursor; protocol.ContainerSync passes `sync` (the lease and cursor the
+        page expects, the mass-delete budget).
 
         Returns:
             added / updated / unchanged / deleted / restored counts.
         """
+        from .protocol import apply_page
+
+        return apply_page(self, endpoint, container, page, **sync)
 
     @abstractmethod
     def finish_sync(self, sync_id: int | str, stats: SyncStats) -> None:
-        """Close the sync_logs row with the final status, counts and error."""
+        """Close the sync_logs row with the final status, counts and error, and release the container's
+        lease if this sync still holds it."""
+
+    @abstractmethod
+    def containers(self, endpoint: str) -> list[str]:
+        """Returns:
+        The containers of the endpoint that hold live files, sorted."""
 
     @abstractmethod
     def iter_files(self, endpoint: str, container: str | None = None, *, changed_since: datetime | None = None,

@@ -9,7 +9,7 @@ import re
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import bson.errors
 import pymongo
@@ -20,11 +20,12 @@ from pymongo import ASCENDING, DESCENDING, DeleteMany, ReturnDocument, UpdateOne
 from pymongo.client_session import ClientSession
 
 from ..errors import StoreError
-from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats, utcnow
+from ..records import FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
+from .base import FILE_COLUMNS, PageTx, Store, Stored
 from .migrations import LATEST_VERSION
-from .base import (
-    FILE_COLUMNS, INTERRUPTED, SYNC_LEASE, Store, is_unchanged, lease_held_error, lease_is_live, lease_owner,
-)
+from .protocol import INTERRUPTED, Lease
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = LATEST_VERSION  # same numbering as the SQL stores; every version re-ensures the indexes below
 _COUNT_FIELDS = ("listed", "added", "updated", "unchanged", "deleted", "errors", "pages", "api_calls")
@@ -81,6 +82,145 @@ def _one_line(exc: BaseException) -> str:
 def _record(doc: dict[str, Any]) -> FileRecord:
     return FileRecord(**{c: doc.get(c) for c in FILE_COLUMNS if c not in ("metadata", "processing_errors")},
                       metadata=doc.get("metadata") or {}, processing_errors=doc.get("processing_errors") or [])
+
+
+def _state(doc: dict[str, Any]) -> SyncState:
+    return SyncState(cursor=doc.get("cursor"), listing_in_progress=bool(doc.get("listing_in_progress")),
+                     last_sync_at=doc.get("last_sync_at"), processed_until=doc.get("processed_until"),
+                     listing_fresh=bool(doc.get("listing_fresh")), running_sync=doc.get("running_sync"))
+
+
+class _MongoTx(PageTx):
+    """A page's operations, in one session transaction where the server has them (else session is None and
+    each write stands alone: protocol.apply_page writes the cursor last, so a page cut short is applied again)."""
+
+    def __init__(self, db: pymongo.database.Database, session: ClientSession | None):
+        self.db, self.session = db, session
+
+    def sync_row(self, endpoint: str, container: str) -> SyncState:
+        # a concurrent page's write to this document makes this transaction's own write to it conflict
+        doc = self.db.sync_state.find_one({"endpoint": endpoint, "container": container}, session=self.session)
+        return _state(doc) if doc else SyncState()
+
+    def has_files(self, endpoint: str, container: str) -> bool:
+        return self.db.files.find_one({"endpoint": endpoint, "container": container}, {"_id": 1},
+                                      session=self.session) is not None
+
+    def stored(self, endpoint: str, ids: list[str]) -> dict[str, Stored]:
+        fields = {"_id": 0, "external_id": 1, "change_key": 1, "path": 1, "title": 1, "container": 1, "deleted_at": 1}
+        found: dict[str, Stored] = {}
+        for i in range(0, len(ids), _CHUNK):
+            for d in self.db.files.find({"endpoint": endpoint, "external_id": {"$in": ids[i:i + _CHUNK]}}, fields,
+                                        session=self.session):
+                found[d["external_id"]] = Stored(d.get("deleted_at") is not None, d.get("change_key"), d.get("path"),
+                                                 d.get("title"), d.get("container"))
+        return found
+
+    def write_files(self, endpoint: str, container: str, records: list[FileRecord], now: datetime) -> None:
+        now = _ms(now)
+        self.db.files.bulk_write([UpdateOne(
+            {"endpoint": endpoint, "external_id": rec.external_id},
+            {"$set": {"container": container, "title": rec.title, "path": rec.path, "file_link": rec.file_link,
+                      "date_created": _ms(rec.date_created), "date_updated": _ms(rec.date_updated),
+                      "size": rec.size, "mime_type": rec.mime_type, "change_key": rec.change_key,
+                      "project_id": rec.project_id, "user_id": rec.user_id, "metadata": _plain(rec.metadata),
+                      "deleted_at": None, "updated_at": now, "excluded_by": None, "processing_errors": None},
+             "$setOnInsert": {"first_seen_at": now}},
+            upsert=True) for rec in records], ordered=False, session=self.session)
+
+    def _tombstone(self, query: dict[str, Any], now: datetime) -> int:
+        return self.db.files.update_many({**query, "deleted_at": None},
+                                         {"$set": {"deleted_at": _ms(now), "updated_at": _ms(now)}},
+                                         session=self.session).matched_count
+
+    def tombstone(self, endpoint: str, ids: list[str], now: datetime) -> int:
+        return sum(self._tombstone({"endpoint": endpoint, "external_id": {"$in": ids[i:i + _CHUNK]}}, now)
+                   for i in range(0, len(ids), _CHUNK))
+
+    def count_live(self, endpoint: str, ids: list[str]) -> int:
+        return sum(self.db.files.count_documents({"endpoint": endpoint, "external_id": {"$in": ids[i:i + _CHUNK]},
+                                                  "deleted_at": None}, session=self.session)
+                   for i in range(0, len(ids), _CHUNK))
+
+    @staticmethod
+    def _under(endpoint: str, container: str, prefix: str) -> dict[str, Any]:
+        return {"endpoint": endpoint, "container": container, "path": {"$regex": "^" + re.escape(prefix)}}
+
+    def count_under(self, endpoint: str, container: str, prefix: str) -> int:
+        return self.db.files.count_documents({**self._under(endpoint, container, prefix), "deleted_at": None},
+                                             session=self.session)
+
+    def tombstone_under(self, endpoint: str, container: str, prefix: str, now: datetime) -> int:
+        return self._tombstone(self._under(endpoint, container, prefix), now)
+
+    def move_under(self, endpoint: str, container: str, prefix: str, new_prefix: str, now: datetime) -> int:
+        rest = {"$substrCP": ["$path", len(prefix), {"$strLenCP": "$path"}]}
+        return self.db.files.update_many(
+            self._under(endpoint, container, prefix),
+            [{"$set": {"path": {"$concat": [new_prefix, rest]}, "updated_at": _ms(now)}}],
+            session=self.session).matched_count
+
+    def put_folders(self, endpoint: str, container: str, folders: list[Folder]) -> None:
+        scope = {"endpoint": endpoint, "container": container}
+        self.db.folders.bulk_write(
+            [UpdateOne({**scope, "folder_id": f.folder_id}, {"$set": {"parent_id": f.parent_id, "name": f.name}},
+                       upsert=True) for f in folders], ordered=False, session=self.session)
+
+    def delete_folders(self, endpoint: str, container: str, folder_ids: list[str]) -> None:
+        for i in range(0, len(folder_ids), _CHUNK):
+            self.db.folders.delete_many({"endpoint": endpoint, "container": container,
+                                         "folder_id": {"$in": folder_ids[i:i + _CHUNK]}}, session=self.session)
+
+    def clear_seen(self, endpoint: str, container: str) -> None:
+        self.db.listing_seen.delete_many({"endpoint": endpoint, "container": container}, session=self.session)
+
+    def mark_seen(self, endpoint: str, container: str, ids: list[str]) -> None:
+        scope = {"endpoint": endpoint, "container": container}
+        self.db.listing_seen.bulk_write(
+            [UpdateOne({**scope, "external_id": i}, {"$setOnInsert": scope}, upsert=True) for i in ids],
+            ordered=False, session=self.session)
+
+    def _unseen(self, endpoint: str, container: str) -> Iterator[str]:
+        """External ids of the container's live files missing from listing_seen: a merge of two streams
+        sorted by external_id, so memory stays flat however large the container."""
+        scope = {"endpoint": endpoint, "container": container}
+        live = self.db.files.find({**scope, "deleted_at": None}, {"_id": 0, "external_id": 1},
+                                  session=self.session).sort("external_id", ASCENDING)
+        seen = self.db.listing_seen.find(scope, {"_id": 0, "external_id": 1},
+                                         session=self.session).sort("external_id", ASCENDING)
+        seen_ids = (d["external_id"] for d in seen)
+        next_seen = next(seen_ids, None)
+        for doc in live:
+            external_id = doc["external_id"]
+            while next_seen is not None and next_seen < external_id:
+                next_seen = next(seen_ids, None)
+            if next_seen != external_id:
+                yield external_id
+
+    def count_unseen(self, endpoint: str, container: str) -> int:
+        return sum(1 for _ in self._unseen(endpoint, container))
+
+    def tombstone_unseen(self, endpoint: str, container: str, now: datetime) -> int:
+        count, batch = 0, []
+        for external_id in self._unseen(endpoint, container):
+            batch.append(external_id)
+            if len(batch) >= _CHUNK:
+                count += self._tombstone({"endpoint": endpoint, "external_id": {"$in": batch}}, now)
+                batch = []
+        if batch:
+            count += self._tombstone({"endpoint": endpoint, "external_id": {"$in": batch}}, now)
+        return count
+
+    def save_state(self, endpoint: str, container: str, state: SyncState, lease_until: datetime) -> None:
+        scope = {"endpoint": endpoint, "container": container}
+        now = _ms(utcnow())
+        self.db.sync_state.update_one(
+            scope, {"$set": {"cursor": state.cursor, "listing_in_progress": state.listing_in_progress,
+                             "listing_fresh": state.listing_fresh, "updated_at": now,
+                             **({"last_sync_at": _ms(state.last_sync_at)} if state.last_sync_at else {})}},
+            upsert=True, session=self.session)
+        self.db.sync_state.update_one({**scope, "running_sync": {"$ne": None}},
+                                      {"$set": {"lease_until": _ms(lease_until)}}, session=self.session)
 
 
 class MongoStore(Store):
@@ -154,8 +294,7 @@ class MongoStore(Store):
             doc = self.db.sync_state.find_one({"endpoint": endpoint, "container": container})
         if doc is None:
             return SyncState()
-        return SyncState(cursor=doc.get("cursor"), listing_in_progress=bool(doc.get("listing_in_progress")),
-                         last_sync_at=doc.get("last_sync_at"), processed_until=doc.get("processed_until"))
+        return _state(doc)
 
     def folders(self, endpoint: str, container: str) -> dict[str, Folder]:
         with self._errors(f"read folders of {endpoint}/{container}"):
@@ -167,36 +306,38 @@ class MongoStore(Store):
             self.db.sync_state.update_one({"endpoint": endpoint, "container": container},
                                           {"$set": {"cursor": None, "listing_in_progress": False}})
 
-    # -- sync logs ------------------------------------------------------------------------------
-    def start_sync(self, endpoint: str, container: str) -> str:
+    # -- lease and sync logs -------------------------------------------------------------------
+    def take_lease(self, endpoint: str, container: str, owner: str, until: datetime,
+                   may_take: Callable[[Lease], bool]) -> tuple[str | None, Lease | None]:
         now = _ms(utcnow())
         scope = {"endpoint": endpoint, "container": container}
         sync_id = ObjectId()
+        take = {"$set": {"running_sync": str(sync_id), "lease_owner": owner, "lease_until": _ms(until)},
+                "$setOnInsert": {"updated_at": now}}
         with self._errors(f"start sync of {endpoint}/{container}"):
-            take = {"$set": {"running_sync": str(sync_id), "lease_owner": lease_owner(),
-                             "lease_until": _ms(now + SYNC_LEASE)}, "$setOnInsert": {"updated_at": now}}
-            try:  # one atomic take of a free or expired lease; the unique index stops a racing upsert
-                before = self.db.sync_state.find_one_and_update(
-                    {**scope, "$or": [{"running_sync": None}, {"lease_until": {"$lte": now}}]}, take,
-                    upsert=True, return_document=ReturnDocument.BEFORE)
-            except pymongo.errors.DuplicateKeyError:
-                held = self.db.sync_state.find_one(scope) or {}
-                before = None
-                if not lease_is_live(held.get("lease_owner"), held.get("lease_until"), now):
-                    # its holder died: take it over only if nobody else did meanwhile (compare and swap)
-                    before = self.db.sync_state.find_one_and_update(
-                        {**scope, "running_sync": held.get("running_sync")}, take,
-                        return_document=ReturnDocument.BEFORE)
-                if before is None:
-                    raise lease_held_error(self.label, endpoint, container, held.get("running_sync"),
-                                           held.get("lease_until") or now) from None
-            if before and before.get("running_sync"):
+            for _ in range(10):
+                doc = self.db.sync_state.find_one(scope)
+                held = (Lease(doc["running_sync"], doc.get("lease_owner"), doc.get("lease_until"))
+                        if doc and doc.get("running_sync") else None)
+                if held and not may_take(held):
+                    return None, held
+                try:  # compare and swap on the holder we saw; the unique index stops a racing first insert
+                    if self.db.sync_state.find_one_and_update(
+                            {**scope, "running_sync": held.sync_id if held else None}, take, upsert=doc is None,
+                            return_document=ReturnDocument.BEFORE) is not None or doc is None:
+                        break
+                except pymongo.errors.DuplicateKeyError:
+                    pass
+            else:
+                raise StoreError(f"{self.label}: start sync of {endpoint}/{container}: the lease keeps changing "
+                                 "hands; try again", retryable=True)
+            if held:
                 self.db.sync_logs.update_one(
-                    {"_id": ObjectId(before["running_sync"]), "status": "running"},
+                    {"_id": ObjectId(held.sync_id), "status": "running"},
                     {"$set": {"status": "interrupted", "finished": now, "error": INTERRUPTED}})
             self.db.sync_logs.insert_one({"_id": sync_id, **scope, "started": now, "finished": None,
                                           "status": "running", **{c: 0 for c in _COUNT_FIELDS}, "error": None})
-        return str(sync_id)
+        return str(sync_id), held
 
     def finish_sync(self, sync_id: int | str, stats: SyncStats) -> None:
         with self._errors(f"finish sync of {stats.endpoint}/{stats.container}"):
@@ -217,141 +358,21 @@ class MongoStore(Store):
                         sync_id=str(d["_id"])) for d in docs]
 
     # -- pages ----------------------------------------------------------------------------------
-    def apply_page(self, endpoint: str, container: str, page: ChangePage) -> PageStats:
-        operation = f"apply page of {endpoint}/{container}"
+    def in_transaction(self, operation: str, work: Callable[[PageTx], T]) -> T:
         with self._errors(operation):
             if not self._supports_transactions():
-                return self._apply_page(endpoint, container, page, None)
+                return work(_MongoTx(self.db, None))
             for attempt in range(3):
                 with self.client.start_session() as session:
                     try:
                         with session.start_transaction():
-                            return self._apply_page(endpoint, container, page, session)
+                            return work(_MongoTx(self.db, session))
                     except pymongo.errors.PyMongoError as exc:
                         # A write conflict with a concurrent writer is worth another go; a lost server is not.
                         if (attempt == 2 or not exc.has_error_label("TransientTransactionError")
                                 or isinstance(exc, pymongo.errors.ConnectionFailure)):
                             raise
             raise AssertionError("unreachable")
-
-    def _apply_page(self, endpoint: str, container: str, page: ChangePage, session: ClientSession | None) -> PageStats:
-        stats = PageStats()
-        now = _ms(utcnow())
-        files = self.db.files
-        scope = {"endpoint": endpoint, "container": container}
-        for old, new in page.moves:
-            prefix = old + "/"
-            under = {**scope, "path": {"$regex": "^" + re.escape(prefix)}}
-            if new is None:
-                result = files.update_many({**under, "deleted_at": None},
-                                           {"$set": {"deleted_at": now, "updated_at": now}}, session=session)
-                stats.deleted += result.matched_count
-            else:
-                rest = {"$substrCP": ["$path", len(prefix), {"$strLenCP": "$path"}]}
-                result = files.update_many(under, [{"$set": {"path": {"$concat": [new + "/", rest]}, "updated_at": now}}],
-                                           session=session)
-                stats.updated += result.matched_count
-        for i in range(0, len(page.deletions), _CHUNK):
-            result = files.update_many(
-                {"endpoint": endpoint, "external_id": {"$in": page.deletions[i:i + _CHUNK]}, "deleted_at": None},
-                {"$set": {"deleted_at": now, "updated_at": now}}, session=session)
-            stats.deleted += result.matched_count
-        self._upsert(endpoint, container, page.upserts, now, stats, session)
-        if page.folders:
-            self.db.folders.bulk_write(
-                [UpdateOne({**scope, "folder_id": f.folder_id}, {"$set": {"parent_id": f.parent_id, "name": f.name}},
-                           upsert=True) for f in page.folders], ordered=False, session=session)
-        for i in range(0, len(page.folder_deletions), _CHUNK):
-            self.db.folders.delete_many({**scope, "folder_id": {"$in": page.folder_deletions[i:i + _CHUNK]}},
-                                        session=session)
-        if page.full_listing:
-            self._listing(endpoint, container, page, now, stats, session)
-        # Last: on a server without transactions, a failure before this line leaves the old cursor.
-        self.db.sync_state.update_one(
-            scope,
-            {"$set": {"cursor": page.cursor, "listing_in_progress": page.full_listing and not page.last,
-                      "updated_at": now, **({"last_sync_at": now} if page.last else {})}},
-            upsert=True, session=session)
-        self.db.sync_state.update_one({**scope, "running_sync": {"$ne": None}},
-                                      {"$set": {"lease_until": _ms(utcnow() + SYNC_LEASE)}}, session=session)
-        return stats
-
-    def _upsert(self, endpoint: str, container: str, records: list[FileRecord], now: datetime, stats: PageStats,
-                session: ClientSession | None) -> None:
-        """Read the page's stored rows in a few queries, then write only what is new or changed."""
-        fields = {"_id": 0, "external_id": 1, "change_key": 1, "path": 1, "title": 1, "container": 1, "deleted_at": 1}
-        existing: dict[str, dict[str, Any]] = {}
-        ids = [r.external_id for r in records]
-        for i in range(0, len(ids), _CHUNK):
-            for doc in self.db.files.find({"endpoint": endpoint, "external_id": {"$in": ids[i:i + _CHUNK]}}, fields,
-                                          session=session):
-                existing[doc["external_id"]] = doc
-        writes = []
-        for rec in records:
-            old = existing.get(rec.external_id)
-            if old is None:
-                stats.added += 1
-            elif old.get("deleted_at") is not None:
-                stats.restored += 1
-            elif is_unchanged(rec, container, (old.get("change_key"), old.get("path"), old.get("title"),
-                                               old.get("container"))):
-                stats.unchanged += 1
-                continue
-            else:
-                stats.updated += 1
-            writes.append(UpdateOne(
-                {"endpoint": endpoint, "external_id": rec.external_id},
-                {"$set": {"container": container, "title": rec.title, "path": rec.path, "file_link": rec.file_link,
-                          "date_created": _ms(rec.date_created), "date_updated": _ms(rec.date_updated),
-                          "size": rec.size, "mime_type": rec.mime_type, "change_key": rec.change_key,
-                          "project_id": rec.project_id, "user_id": rec.user_id, "metadata": _plain(rec.metadata),
-                          "deleted_at": None, "updated_at": now, "excluded_by": None, "processing_errors": None},
-                 "$setOnInsert": {"first_seen_at": now}},
-                upsert=True))
-        if writes:
-            self.db.files.bulk_write(writes, ordered=False, session=session)
-
-    def _listing(self, endpoint: str, container: str, page: ChangePage, now: datetime, stats: PageStats,
-                 session: ClientSession | None) -> None:
-        """listing_seen bookkeeping of a full listing, and its sweep at the end."""
-        scope = {"endpoint": endpoint, "container": container}
-        seen = self.db.listing_seen
-        writes: list[Any] = [DeleteMany(scope)] if page.starts_listing else []
-        writes += [UpdateOne({**scope, "external_id": r.external_id}, {"$setOnInsert": scope}, upsert=True)
-                   for r in page.upserts]
-        if writes:
-            seen.bulk_write(writes, ordered=True, session=session)
-        if page.last and not page.listing_incomplete:
-            unseen: list[str] = []
-            for external_id in self._unseen(scope, session):
-                unseen.append(external_id)
-                if len(unseen) >= _CHUNK:
-                    stats.deleted += self._tombstone(endpoint, unseen, now, session)
-                    unseen = []
-            if unseen:
-                stats.deleted += self._tombstone(endpoint, unseen, now, session)
-        if page.last:
-            seen.delete_many(scope, session=session)
-
-    def _unseen(self, scope: dict[str, str], session: ClientSession | None) -> Iterator[str]:
-        """External ids of the container's live files missing from listing_seen: a merge of two streams
-        sorted by external_id, so memory stays flat however large the container."""
-        live = self.db.files.find({**scope, "deleted_at": None}, {"_id": 0, "external_id": 1},
-                                  session=session).sort("external_id", ASCENDING)
-        seen = self.db.listing_seen.find(scope, {"_id": 0, "external_id": 1},
-                                         session=session).sort("external_id", ASCENDING)
-        seen_ids = (d["external_id"] for d in seen)
-        next_seen = next(seen_ids, None)
-        for doc in live:
-            external_id = doc["external_id"]
-            while next_seen is not None and next_seen < external_id:
-                next_seen = next(seen_ids, None)
-            if next_seen != external_id:
-                yield external_id
-
-    def _tombstone(self, endpoint: str, ids: list[str], now: datetime, session: ClientSession | None) -> int:
-        return self.db.files.update_many({"endpoint": endpoint, "external_id": {"$in": ids}, "deleted_at": None},
-                                         {"$set": {"deleted_at": now, "updated_at": now}}, session=session).matched_count
 
     # -- reading and processing -----------------------------------------------------------------
     def iter_files(self, endpoint: str, container: str | None = None, *, changed_since: datetime | None = None,
@@ -377,6 +398,10 @@ class MongoStore(Store):
                 return
             yield [_record(d) for d in docs]
             after = (docs[-1]["updated_at"], docs[-1]["external_id"])
+
+    def containers(self, endpoint: str) -> list[str]:
+        with self._errors(f"list containers of {endpoint}"):
+            return sorted(self.db.files.distinct("container", {"endpoint": endpoint, "deleted_at": None}))
 
     def count_files(self, endpoint: str, container: str | None = None, include_deleted: bool = False) -> int:
         query: dict[str, Any] = {"endpoint": endpoint}

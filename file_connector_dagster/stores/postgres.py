@@ -7,16 +7,19 @@ import json
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
 from ..errors import StoreError
-from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats, utcnow
-from .base import FILE_COLUMNS, INTERRUPTED, SYNC_LEASE, Store, lease_held_error, lease_is_live, lease_owner
+from ..records import FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
+from .base import FILE_COLUMNS, PageTx, Store, Stored
 from .migrations import MIGRATIONS
+from .protocol import INTERRUPTED, Lease
+
+T = TypeVar("T")
 
 # Any constant works; it only has to be the same for every process migrating this database.
 _MIGRATION_LOCK_KEY = 0x46434D4947  # "FCMIG"
@@ -33,36 +36,29 @@ CREATE TEMPORARY TABLE IF NOT EXISTS page_files (
     project_id TEXT, user_id TEXT, metadata JSONB NOT NULL
 ) ON COMMIT DELETE ROWS"""
 
-# Step 1 of an upsert: classify the page's rows against the stored ones in one round trip, counting in SQL.
-# Only the keys travel; the LIMIT 1 keeps each lookup a primary-key probe (flattened into a join, the planner,
-# with the statistics of a table still filling up, hashes every file of the endpoint for every page).
-_CLASSIFY_SQL = """
-SELECT status, count(*) AS n, array_agg(p.external_id) FILTER (WHERE status <> 'unchanged') AS ids
-FROM (
-    SELECT p.external_id, CASE
-        WHEN f.deleted_at IS NULL AND f.path IS NULL THEN 'added'
-        WHEN f.deleted_at IS NOT NULL THEN 'restored'
-        WHEN f.change_key IS NOT DISTINCT FROM p.change_key AND f.path = p.path AND f.title = p.title
-             AND f.container = %(container)s THEN 'unchanged'
-        ELSE 'updated' END AS status
-    FROM unnest(%(ids)s::text[], %(change_keys)s::text[], %(paths)s::text[], %(titles)s::text[])
-         AS p (external_id, change_key, path, title)
-    LEFT JOIN LATERAL (
-        SELECT deleted_at, change_key, path, title, container FROM files
-        WHERE endpoint = %(endpoint)s AND external_id = p.external_id LIMIT 1) f ON TRUE
-) p
-GROUP BY status"""
+# The stored rows of a page's ids in one round trip. The LIMIT 1 keeps each lookup a primary-key probe
+# (flattened into a join, the planner, with the statistics of a table still filling up, hashes every file
+# of the endpoint for every page).
+_STORED_SQL = """
+SELECT f.external_id, f.deleted_at IS NOT NULL AS deleted, f.change_key, f.path, f.title, f.container
+FROM unnest(%(ids)s::text[]) AS p (external_id)
+JOIN LATERAL (
+    SELECT external_id, deleted_at, change_key, path, title, container FROM files
+    WHERE endpoint = %(endpoint)s AND external_id = p.external_id LIMIT 1) f ON TRUE"""
 
-# Step 2: COPY only the rows that are new, changed or tombstones into page_files, then one statement writes
-# them. Unchanged rows never reach it (ON CONFLICT would lock, and so write, each of them); its WHERE repeats
-# the test for a row a concurrent writer changed in between.
-_UPSERT_SQL = f"""
+# The rows COPYed into page_files, written in one statement: new ones inserted, stored ones rewritten.
+_INSERT_SQL = f"""
 INSERT INTO files ({', '.join(FILE_COLUMNS)})
 SELECT %(endpoint)s, %(container)s, {', '.join(_PAGE_COLUMNS)}, NULL, %(now)s, %(now)s, NULL, NULL
 FROM page_files
-ON CONFLICT (endpoint, external_id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _REWRITTEN)}
-WHERE files.deleted_at IS NOT NULL OR files.change_key IS DISTINCT FROM EXCLUDED.change_key
-   OR files.path <> EXCLUDED.path OR files.title <> EXCLUDED.title OR files.container <> EXCLUDED.container"""
+ON CONFLICT (endpoint, external_id) DO """
+_WRITE_SQL = _INSERT_SQL + f"UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _REWRITTEN)}"
+_INSERT_NEW_SQL = _INSERT_SQL + "NOTHING RETURNING external_id"
+
+_UNSEEN = ("f.endpoint = %(endpoint)s AND f.container = %(container)s AND f.deleted_at IS NULL AND NOT EXISTS "
+           "(SELECT 1 FROM listing_seen s WHERE s.endpoint = f.endpoint AND s.container = f.container "
+           "AND s.external_id = f.external_id)")
+_UNDER = "endpoint = %(endpoint)s AND container = %(container)s AND starts_with(path, %(prefix)s)"
 
 
 def _copy_text(value: str) -> str:
@@ -128,6 +124,122 @@ def _record(row: dict[str, Any]) -> FileRecord:
     )
 
 
+_STATE_COLUMNS = "cursor, listing_in_progress, last_sync_at, processed_until, listing_fresh, running_sync"
+
+
+class _PostgresTx(PageTx):
+    """A page's statements on one cursor of the store's transaction; a page's upserts take one COPY and
+    one INSERT ... ON CONFLICT, never a statement per row."""
+
+    def __init__(self, cur: psycopg2.extensions.cursor):
+        self.cur = cur
+
+    def _run(self, sql: str, **args: Any) -> int:
+        self.cur.execute(sql, args)
+        return self.cur.rowcount
+
+    def _value(self, sql: str, **args: Any) -> Any:
+        self.cur.execute(sql, args)
+        return next(iter(self.cur.fetchone().values()))
+
+    def sync_row(self, endpoint: str, container: str) -> SyncState:
+        # FOR UPDATE: a concurrent page of the same container waits here until this one commits
+        self.cur.execute(f"SELECT {_STATE_COLUMNS} FROM sync_state WHERE endpoint = %s AND container = %s "
+                         "FOR UPDATE", (endpoint, container))
+        row = self.cur.fetchone()
+        return SyncState(**row) if row else SyncState()
+
+    def has_files(self, endpoint: str, container: str) -> bool:
+        return self._value("SELECT EXISTS (SELECT 1 FROM files WHERE endpoint = %(endpoint)s "
+                           "AND container = %(container)s)", endpoint=endpoint, container=container)
+
+    def stored(self, endpoint: str, ids: list[str]) -> dict[str, Stored]:
+        self.cur.execute(_STORED_SQL, {"endpoint": endpoint, "ids": ids})
+        return {r["external_id"]: Stored(r["deleted"], r["change_key"], r["path"], r["title"], r["container"])
+                for r in self.cur.fetchall()}
+
+    def write_files(self, endpoint: str, container: str, records: list[FileRecord], now: datetime) -> None:
+        self.cur.copy_expert("COPY page_files FROM STDIN", copy_rows(records))
+        self._run(_WRITE_SQL, endpoint=endpoint, container=container, now=now)
+
+    def insert_new(self, endpoint: str, container: str, records: list[FileRecord], now: datetime) -> set[str]:
+        self.cur.copy_expert("COPY page_files FROM STDIN", copy_rows(records))
+        self.cur.execute(_INSERT_NEW_SQL, {"endpoint": endpoint, "container": container, "now": now})
+        inserted = {r["external_id"] for r in self.cur.fetchall()}
+        existing = {r.external_id for r in records} - inserted
+        if existing:  # write_files comes next in this page (ON COMMIT DELETE ROWS empties it otherwise)
+            self.cur.execute("DELETE FROM page_files")
+        return existing
+
+    def tombstone(self, endpoint: str, ids: list[str], now: datetime) -> int:
+        return self._run("UPDATE files SET deleted_at = %(now)s, updated_at = %(now)s WHERE endpoint = %(endpoint)s "
+                         "AND deleted_at IS NULL AND external_id = ANY(%(ids)s)", endpoint=endpoint, ids=ids, now=now)
+
+    def count_live(self, endpoint: str, ids: list[str]) -> int:
+        return self._value("SELECT count(*) FROM files WHERE endpoint = %(endpoint)s AND deleted_at IS NULL "
+                           "AND external_id = ANY(%(ids)s)", endpoint=endpoint, ids=ids)
+
+    def count_under(self, endpoint: str, container: str, prefix: str) -> int:
+        return self._value(f"SELECT count(*) FROM files WHERE {_UNDER} AND deleted_at IS NULL",
+                           endpoint=endpoint, container=container, prefix=prefix)
+
+    def tombstone_under(self, endpoint: str, container: str, prefix: str, now: datetime) -> int:
+        return self._run(f"UPDATE files SET deleted_at = %(now)s, updated_at = %(now)s WHERE {_UNDER} "
+                         "AND deleted_at IS NULL", endpoint=endpoint, container=container, prefix=prefix, now=now)
+
+    def move_under(self, endpoint: str, container: str, prefix: str, new_prefix: str, now: datetime) -> int:
+        return self._run(f"UPDATE files SET path = %(new)s || substr(path, %(rest)s), updated_at = %(now)s "
+                         f"WHERE {_UNDER}", endpoint=endpoint, container=container, prefix=prefix,
+                         new=new_prefix, rest=len(prefix) + 1, now=now)
+
+    def put_folders(self, endpoint: str, container: str, folders: list[Folder]) -> None:
+        psycopg2.extras.execute_values(
+            self.cur, "INSERT INTO folders (endpoint, container, folder_id, parent_id, name) VALUES %s "
+            "ON CONFLICT (endpoint, container, folder_id) DO UPDATE SET parent_id = EXCLUDED.parent_id, "
+            "name = EXCLUDED.name",
+            [(endpoint, container, f.folder_id, f.parent_id, f.name) for f in folders], page_size=len(folders))
+
+    def delete_folders(self, endpoint: str, container: str, folder_ids: list[str]) -> None:
+        self._run("DELETE FROM folders WHERE endpoint = %(endpoint)s AND container = %(container)s "
+                  "AND folder_id = ANY(%(ids)s)", endpoint=endpoint, container=container, ids=folder_ids)
+
+    def clear_seen(self, endpoint: str, container: str) -> None:
+        self._run("DELETE FROM listing_seen WHERE endpoint = %(endpoint)s AND container = %(container)s",
+                  endpoint=endpoint, container=container)
+
+    def mark_seen(self, endpoint: str, container: str, ids: list[str]) -> None:
+        self._run("INSERT INTO listing_seen (endpoint, container, external_id) SELECT %(endpoint)s, %(container)s, "
+                  "unnest(%(ids)s::text[]) ON CONFLICT DO NOTHING", endpoint=endpoint, container=container, ids=ids)
+
+    # The sweep visits every live file of the container, so a hash anti join is the right plan; with the
+    # statistics of a first load (listing_seen "empty") the planner picks a nested loop that rescans
+    # listing_seen for every file, minutes for 100k files.
+    def count_unseen(self, endpoint: str, container: str) -> int:
+        self.cur.execute("SET LOCAL enable_nestloop = off")
+        count = self._value(f"SELECT count(*) FROM files f WHERE {_UNSEEN}", endpoint=endpoint, container=container)
+        self.cur.execute("SET LOCAL enable_nestloop = on")
+        return count
+
+    def tombstone_unseen(self, endpoint: str, container: str, now: datetime) -> int:
+        self.cur.execute("SET LOCAL enable_nestloop = off")
+        count = self._run(f"UPDATE files f SET deleted_at = %(now)s, updated_at = %(now)s WHERE {_UNSEEN}",
+                          endpoint=endpoint, container=container, now=now)
+        self.cur.execute("SET LOCAL enable_nestloop = on")
+        return count
+
+    def save_state(self, endpoint: str, container: str, state: SyncState, lease_until: datetime) -> None:
+        self._run(
+            "INSERT INTO sync_state (endpoint, container, cursor, listing_in_progress, listing_fresh, last_sync_at, "
+            "updated_at) VALUES (%(endpoint)s, %(container)s, %(cursor)s, %(in_progress)s, %(fresh)s, "
+            "%(last_sync_at)s, now()) "
+            "ON CONFLICT (endpoint, container) DO UPDATE SET cursor = EXCLUDED.cursor, "
+            "listing_in_progress = EXCLUDED.listing_in_progress, listing_fresh = EXCLUDED.listing_fresh, "
+            "last_sync_at = COALESCE(EXCLUDED.last_sync_at, sync_state.last_sync_at), updated_at = EXCLUDED.updated_at, "
+            "lease_until = CASE WHEN sync_state.running_sync IS NULL THEN NULL ELSE %(lease_until)s END",
+            endpoint=endpoint, container=container, cursor=state.cursor, in_progress=state.listing_in_progress,
+            fresh=state.listing_fresh, last_sync_at=state.last_sync_at, lease_until=lease_until)
+
+
 class PostgresStore(Store):
     """Files in a PostgreSQL database (psycopg2). One connection per store; a broken connection is
     replaced on the next call, so a sync can be re-run with the same store after the server comes back."""
@@ -138,7 +250,6 @@ class PostgresStore(Store):
         self.connect_timeout = connect_timeout
         self._conn: psycopg2.extensions.connection | None = None
         self._lock = threading.RLock()  # one connection: calls from several threads take turns
-        self._fresh: dict[tuple[str, str], bool] = {}  # see _fresh_listing
         self._connection("connect")
 
     # -- connection and transactions ------------------------------------------------------------
@@ -218,8 +329,8 @@ class PostgresStore(Store):
 
     def sync_state(self, endpoint: str, container: str) -> SyncState:
         with self._tx(f"read sync state of {endpoint}/{container}") as cur:
-            cur.execute("SELECT cursor, listing_in_progress, last_sync_at, processed_until FROM sync_state "
-                        "WHERE endpoint = %s AND container = %s", (endpoint, container))
+            cur.execute(f"SELECT {_STATE_COLUMNS} FROM sync_state WHERE endpoint = %s AND container = %s",
+                        (endpoint, container))
             row = cur.fetchone()
         return SyncState(**row) if row else SyncState()
 
@@ -234,20 +345,22 @@ class PostgresStore(Store):
             cur.execute("UPDATE sync_state SET cursor = NULL, listing_in_progress = FALSE "
                         "WHERE endpoint = %s AND container = %s", (endpoint, container))
 
-    # -- sync logs ------------------------------------------------------------------------------
-    def start_sync(self, endpoint: str, container: str) -> int:
+    # -- lease and sync logs -------------------------------------------------------------------
+    def take_lease(self, endpoint: str, container: str, owner: str, until: datetime,
+                   may_take: Callable[[Lease], bool]) -> tuple[int | None, Lease | None]:
         now = utcnow()
         with self._tx(f"start sync of {endpoint}/{container}") as cur:
             # serializes concurrent starts for this container, even before its sync_state row exists
             cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (json.dumps([endpoint, container]),))
-            cur.execute("SELECT running_sync, lease_until, lease_owner FROM sync_state WHERE endpoint = %s "
+            cur.execute("SELECT running_sync, lease_owner, lease_until FROM sync_state WHERE endpoint = %s "
                         "AND container = %s AND running_sync IS NOT NULL", (endpoint, container))
-            held = cur.fetchone()
-            if held and lease_is_live(held["lease_owner"], held["lease_until"], now):
-                raise lease_held_error(self.label, endpoint, container, held["running_sync"], held["lease_until"])
+            row = cur.fetchone()
+            held = Lease(row["running_sync"], row["lease_owner"], row["lease_until"]) if row else None
+            if held and not may_take(held):
+                return None, held
             if held:
                 cur.execute("UPDATE sync_logs SET status = 'interrupted', finished = %s, error = %s "
-                            "WHERE id = %s AND status = 'running'", (now, INTERRUPTED, int(held["running_sync"])))
+                            "WHERE id = %s AND status = 'running'", (now, INTERRUPTED, int(held.sync_id)))
             cur.execute("INSERT INTO sync_logs (endpoint, container, started, status) "
                         "VALUES (%s, %s, %s, 'running') RETURNING id", (endpoint, container, now))
             sync_id = int(cur.fetchone()["id"])
@@ -256,8 +369,8 @@ class PostgresStore(Store):
                 "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (endpoint, container) DO UPDATE SET "
                 "running_sync = EXCLUDED.running_sync, lease_owner = EXCLUDED.lease_owner, "
                 "lease_until = EXCLUDED.lease_until",
-                (endpoint, container, str(sync_id), lease_owner(), now + SYNC_LEASE, now))
-            return sync_id
+                (endpoint, container, str(sync_id), owner, until, now))
+            return sync_id, held
 
     def finish_sync(self, sync_id: int | str, stats: SyncStats) -> None:
         counts = stats.counts()
@@ -279,123 +392,9 @@ class PostgresStore(Store):
                         error=r["error"], sync_id=r["id"]) for r in rows]
 
     # -- pages ----------------------------------------------------------------------------------
-    def apply_page(self, endpoint: str, container: str, page: ChangePage) -> PageStats:
-        stats = PageStats()
-        now = utcnow()
-        scope = {"endpoint": endpoint, "container": container, "now": now}
-        with self._tx(f"apply page of {endpoint}/{container}") as cur:
-            for old, new in page.moves:
-                prefix = old + "/"
-                if new is None:
-                    cur.execute("UPDATE files SET deleted_at = %(now)s, updated_at = %(now)s WHERE endpoint = %(endpoint)s "
-                                "AND container = %(container)s AND deleted_at IS NULL AND starts_with(path, %(prefix)s)",
-                                {**scope, "prefix": prefix})
-                    stats.deleted += cur.rowcount
-                else:
-                    cur.execute("UPDATE files SET path = %(new)s || substr(path, %(rest)s), updated_at = %(now)s "
-                                "WHERE endpoint = %(endpoint)s AND container = %(container)s "
-                                "AND starts_with(path, %(prefix)s)",
-                                {**scope, "prefix": prefix, "new": new + "/", "rest": len(prefix) + 1})
-                    stats.updated += cur.rowcount
-            if page.deletions:
-                cur.execute("UPDATE files SET deleted_at = %(now)s, updated_at = %(now)s WHERE endpoint = %(endpoint)s "
-                            "AND deleted_at IS NULL AND external_id = ANY(%(ids)s)", {**scope, "ids": page.deletions})
-                stats.deleted += cur.rowcount
-            fresh = page.full_listing and self._fresh_listing(cur, page, scope)
-            self._fresh[(endpoint, container)] = fresh and not page.last
-            if page.upserts:
-                self._upsert(cur, page.upserts, scope, stats, fresh)
-            if page.folders:
-                psycopg2.extras.execute_values(
-                    cur, "INSERT INTO folders (endpoint, container, folder_id, parent_id, name) VALUES %s "
-                    "ON CONFLICT (endpoint, container, folder_id) DO UPDATE SET parent_id = EXCLUDED.parent_id, "
-                    "name = EXCLUDED.name",
-                    [(endpoint, container, f.folder_id, f.parent_id, f.name) for f in page.folders],
-                    page_size=len(page.folders))
-            if page.folder_deletions:
-                cur.execute("DELETE FROM folders WHERE endpoint = %(endpoint)s AND container = %(container)s "
-                            "AND folder_id = ANY(%(ids)s)", {**scope, "ids": page.folder_deletions})
-            if page.full_listing:
-                self._listing(cur, page, scope, stats, fresh)
-            cur.execute(
-                "INSERT INTO sync_state (endpoint, container, cursor, listing_in_progress, listing_fresh, last_sync_at, "
-                "updated_at) VALUES (%(endpoint)s, %(container)s, %(cursor)s, %(in_progress)s, %(fresh)s, "
-                "%(last_sync_at)s, %(now)s) "
-                "ON CONFLICT (endpoint, container) DO UPDATE SET cursor = EXCLUDED.cursor, "
-                "listing_in_progress = EXCLUDED.listing_in_progress, listing_fresh = EXCLUDED.listing_fresh, "
-                "last_sync_at = COALESCE(EXCLUDED.last_sync_at, sync_state.last_sync_at), updated_at = EXCLUDED.updated_at, "
-                "lease_until = CASE WHEN sync_state.running_sync IS NULL THEN NULL ELSE %(lease_until)s END",
-                {**scope, "cursor": page.cursor, "in_progress": page.full_listing and not page.last,
-                 "fresh": fresh and not page.last,
-                 "last_sync_at": now if page.last else None, "lease_until": utcnow() + SYNC_LEASE})
-        return stats
-
-    def _fresh_listing(self, cur: psycopg2.extensions.cursor, page: ChangePage, scope: dict[str, Any]) -> bool:
-        """Whether this full listing began on a container with no rows at all. Then every row it meets is
-        its own (new, or a replayed page's), so it skips the classify query and the listing_seen
-        bookkeeping: the sweep at its end could find nothing to tombstone. A first sync is such a listing.
-        Remembered per container for the following pages (the container's lease makes this store its
-        only writer), and in sync_state.listing_fresh for a run that resumes the listing."""
-        if not page.starts_listing and (scope["endpoint"], scope["container"]) in self._fresh:
-            return self._fresh[(scope["endpoint"], scope["container"])]
-        if page.starts_listing:
-            cur.execute("SELECT NOT EXISTS (SELECT 1 FROM files WHERE endpoint = %(endpoint)s "
-                        "AND container = %(container)s) AS fresh", scope)
-        else:
-            cur.execute("SELECT listing_fresh AS fresh FROM sync_state WHERE endpoint = %(endpoint)s "
-                        "AND container = %(container)s", scope)
-        row = cur.fetchone()
-        return bool(row and row["fresh"])
-
-    @staticmethod
-    def _upsert(cur: psycopg2.extensions.cursor, records: list[FileRecord], scope: dict[str, Any],
-                stats: PageStats, fresh: bool = False) -> None:
-        if fresh:  # one COPY + one statement; a replayed page's rows come back as conflicts
-            cur.copy_expert("COPY page_files FROM STDIN", copy_rows(records))
-            cur.execute(_UPSERT_SQL + " RETURNING (xmax = 0) AS inserted", scope)
-            inserted = sum(1 for row in cur.fetchall() if row["inserted"])
-            written = cur.rowcount
-            stats.added += inserted
-            stats.updated += written - inserted
-            stats.unchanged += len(records) - written
-            return
-        cur.execute(_CLASSIFY_SQL, {**scope, "ids": [r.external_id for r in records],
-                                    "change_keys": [r.change_key for r in records],
-                                    "paths": [r.path for r in records], "titles": [r.title for r in records]})
-        to_write: set[str] = set()
-        for row in cur.fetchall():
-            setattr(stats, row["status"], getattr(stats, row["status"]) + row["n"])
-            to_write.update(row["ids"] or ())
-        if to_write:
-            cur.copy_expert("COPY page_files FROM STDIN",
-                            copy_rows([r for r in records if r.external_id in to_write]))
-            cur.execute(_UPSERT_SQL, scope)
-
-    @staticmethod
-    def _listing(cur: psycopg2.extensions.cursor, page: ChangePage, scope: dict[str, Any], stats: PageStats,
-                 fresh: bool) -> None:
-        """listing_seen bookkeeping of a full listing, and its sweep at the end (none for a fresh listing)."""
-        if page.starts_listing:
-            cur.execute("DELETE FROM listing_seen WHERE endpoint = %(endpoint)s AND container = %(container)s", scope)
-        if fresh:
-            return
-        if page.upserts:
-            cur.execute("INSERT INTO listing_seen (endpoint, container, external_id) "
-                        "SELECT %(endpoint)s, %(container)s, unnest(%(ids)s::text[]) ON CONFLICT DO NOTHING",
-                        {**scope, "ids": [r.external_id for r in page.upserts]})
-        if page.last and not page.listing_incomplete:
-            # The sweep visits every live file of the container, so a hash anti join is the right plan; with the
-            # statistics of a first load (listing_seen "empty") the planner picks a nested loop that rescans
-            # listing_seen for every file, minutes for 100k files.
-            cur.execute("SET LOCAL enable_nestloop = off")
-            cur.execute(
-                "UPDATE files f SET deleted_at = %(now)s, updated_at = %(now)s WHERE f.endpoint = %(endpoint)s "
-                "AND f.container = %(container)s AND f.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM listing_seen s "
-                "WHERE s.endpoint = f.endpoint AND s.container = f.container AND s.external_id = f.external_id)", scope)
-            stats.deleted += cur.rowcount
-            cur.execute("SET LOCAL enable_nestloop = on")
-        if page.last:
-            cur.execute("DELETE FROM listing_seen WHERE endpoint = %(endpoint)s AND container = %(container)s", scope)
+    def in_transaction(self, operation: str, work: Callable[[PageTx], T]) -> T:
+        with self._tx(operation) as cur:
+            return work(_PostgresTx(cur))
 
     # -- reading and processing -----------------------------------------------------------------
     def iter_files(self, endpoint: str, container: str | None = None, *, changed_since: datetime | None = None,
@@ -423,6 +422,12 @@ class PostgresStore(Store):
                 return
             yield [_record(r) for r in rows]
             after = (rows[-1]["updated_at"], rows[-1]["external_id"])
+
+    def containers(self, endpoint: str) -> list[str]:
+        with self._tx(f"list containers of {endpoint}") as cur:
+            cur.execute("SELECT DISTINCT container FROM files WHERE endpoint = %s AND deleted_at IS NULL "
+                        "ORDER BY container", (endpoint,))
+            return [r["container"] for r in cur]
 
     def count_files(self, endpoint: str, container: str | None = None, include_deleted: bool = False) -> int:
         sql = "SELECT count(*) AS n FROM files WHERE endpoint = %s" + (" AND container = %s" if container is not None else "")

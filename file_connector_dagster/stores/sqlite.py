@@ -6,14 +6,16 @@ import json
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from ..errors import StoreError
-from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats, utcnow
-from .base import (
-    FILE_COLUMNS, INTERRUPTED, SYNC_LEASE, Store, is_unchanged, lease_held_error, lease_is_live, lease_owner,
-)
+from ..records import FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
+from .base import FILE_COLUMNS, PageTx, Store, Stored
 from .migrations import MIGRATIONS
+from .protocol import INTERRUPTED, Lease
+
+T = TypeVar("T")
+_SETTABLE = tuple(c for c in FILE_COLUMNS if c not in ("endpoint", "external_id", "first_seen_at"))
 
 _CHUNK = 500  # ids per IN (...) list, under SQLite's variable limit
 
@@ -40,6 +42,126 @@ def _row_to_record(row: sqlite3.Row) -> FileRecord:
         first_seen_at=_dt(row["first_seen_at"]), updated_at=_dt(row["updated_at"]),
         excluded_by=row["excluded_by"], processing_errors=json.loads(row["processing_errors"] or "[]"),
     )
+
+
+def _state(row: sqlite3.Row) -> SyncState:
+    return SyncState(cursor=row["cursor"], listing_in_progress=bool(row["listing_in_progress"]),
+                     last_sync_at=_dt(row["last_sync_at"]), processed_until=_dt(row["processed_until"]),
+                     listing_fresh=bool(row["listing_fresh"]), running_sync=row["running_sync"])
+
+
+def _file_row(endpoint: str, container: str, rec: FileRecord, now: str) -> tuple:
+    return (endpoint, container, rec.external_id, rec.title, rec.path, rec.file_link, _ts(rec.date_created),
+            _ts(rec.date_updated), rec.size, rec.mime_type, rec.change_key, rec.project_id, rec.user_id,
+            json.dumps(rec.metadata, default=str, ensure_ascii=False), None, now, now, None, None)
+
+
+def _chunks(ids: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i:i + _CHUNK]
+
+
+def _marks(ids: list[str]) -> str:
+    return ",".join("?" * len(ids))
+
+
+class _SQLiteTx(PageTx):
+    """A page's reads and writes inside the store's BEGIN IMMEDIATE (the database's single writer)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def sync_row(self, endpoint: str, container: str) -> SyncState:
+        row = self.conn.execute("SELECT * FROM sync_state WHERE endpoint=? AND container=?",
+                                (endpoint, container)).fetchone()
+        return _state(row) if row else SyncState()
+
+    def has_files(self, endpoint: str, container: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM files WHERE endpoint=? AND container=? LIMIT 1",
+                                 (endpoint, container)).fetchone() is not None
+
+    def stored(self, endpoint: str, ids: list[str]) -> dict[str, Stored]:
+        found: dict[str, Stored] = {}
+        for chunk in _chunks(ids):
+            for r in self.conn.execute(
+                    f"SELECT external_id, deleted_at, change_key, path, title, container FROM files "
+                    f"WHERE endpoint=? AND external_id IN ({_marks(chunk)})", (endpoint, *chunk)):
+                found[r[0]] = Stored(r[1] is not None, r[2], r[3], r[4], r[5])
+        return found
+
+    def write_files(self, endpoint: str, container: str, records: list[FileRecord], now: datetime) -> None:
+        stamp = _ts(now)
+        self.conn.executemany(
+            f"INSERT INTO files ({','.join(FILE_COLUMNS)}) VALUES ({_marks(list(FILE_COLUMNS))}) "
+            f"ON CONFLICT (endpoint, external_id) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in _SETTABLE)}",
+            [_file_row(endpoint, container, rec, stamp) for rec in records])
+
+    def tombstone(self, endpoint: str, ids: list[str], now: datetime) -> int:
+        count = 0
+        for chunk in _chunks(ids):
+            count += self.conn.execute(
+                f"UPDATE files SET deleted_at=?, updated_at=? WHERE endpoint=? AND deleted_at IS NULL "
+                f"AND external_id IN ({_marks(chunk)})", (_ts(now), _ts(now), endpoint, *chunk)).rowcount
+        return count
+
+    def count_live(self, endpoint: str, ids: list[str]) -> int:
+        return sum(self.conn.execute(f"SELECT count(*) FROM files WHERE endpoint=? AND deleted_at IS NULL "
+                                     f"AND external_id IN ({_marks(chunk)})", (endpoint, *chunk)).fetchone()[0]
+                   for chunk in _chunks(ids))
+
+    _UNDER = "endpoint=? AND container=? AND substr(path, 1, ?) = ?"
+
+    def count_under(self, endpoint: str, container: str, prefix: str) -> int:
+        return self.conn.execute(f"SELECT count(*) FROM files WHERE {self._UNDER} AND deleted_at IS NULL",
+                                 (endpoint, container, len(prefix), prefix)).fetchone()[0]
+
+    def tombstone_under(self, endpoint: str, container: str, prefix: str, now: datetime) -> int:
+        return self.conn.execute(f"UPDATE files SET deleted_at=?, updated_at=? WHERE {self._UNDER} "
+                                 f"AND deleted_at IS NULL",
+                                 (_ts(now), _ts(now), endpoint, container, len(prefix), prefix)).rowcount
+
+    def move_under(self, endpoint: str, container: str, prefix: str, new_prefix: str, now: datetime) -> int:
+        return self.conn.execute(f"UPDATE files SET path = ? || substr(path, ?), updated_at=? WHERE {self._UNDER}",
+                                 (new_prefix, len(prefix) + 1, _ts(now), endpoint, container, len(prefix),
+                                  prefix)).rowcount
+
+    def put_folders(self, endpoint: str, container: str, folders: list[Folder]) -> None:
+        self.conn.executemany(
+            "INSERT INTO folders (endpoint, container, folder_id, parent_id, name) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT DO UPDATE SET parent_id=excluded.parent_id, name=excluded.name",
+            [(endpoint, container, f.folder_id, f.parent_id, f.name) for f in folders])
+
+    def delete_folders(self, endpoint: str, container: str, folder_ids: list[str]) -> None:
+        self.conn.executemany("DELETE FROM folders WHERE endpoint=? AND container=? AND folder_id=?",
+                              [(endpoint, container, fid) for fid in folder_ids])
+
+    def clear_seen(self, endpoint: str, container: str) -> None:
+        self.conn.execute("DELETE FROM listing_seen WHERE endpoint=? AND container=?", (endpoint, container))
+
+    def mark_seen(self, endpoint: str, container: str, ids: list[str]) -> None:
+        self.conn.executemany("INSERT OR IGNORE INTO listing_seen VALUES (?, ?, ?)",
+                              [(endpoint, container, i) for i in ids])
+
+    _UNSEEN = ("endpoint=? AND container=? AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM listing_seen s "
+               "WHERE s.endpoint=files.endpoint AND s.container=files.container AND s.external_id=files.external_id)")
+
+    def count_unseen(self, endpoint: str, container: str) -> int:
+        return self.conn.execute(f"SELECT count(*) FROM files WHERE {self._UNSEEN}", (endpoint, container)).fetchone()[0]
+
+    def tombstone_unseen(self, endpoint: str, container: str, now: datetime) -> int:
+        return self.conn.execute(f"UPDATE files SET deleted_at=?, updated_at=? WHERE {self._UNSEEN}",
+                                 (_ts(now), _ts(now), endpoint, container)).rowcount
+
+    def save_state(self, endpoint: str, container: str, state: SyncState, lease_until: datetime) -> None:
+        self.conn.execute(
+            "INSERT INTO sync_state (endpoint, container, cursor, listing_in_progress, listing_fresh, last_sync_at, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, container) DO UPDATE SET "
+            "cursor=excluded.cursor, listing_in_progress=excluded.listing_in_progress, "
+            "listing_fresh=excluded.listing_fresh, last_sync_at=COALESCE(excluded.last_sync_at, sync_state.last_sync_at), "
+            "updated_at=excluded.updated_at, "
+            "lease_until=CASE WHEN sync_state.running_sync IS NULL THEN NULL ELSE ? END",
+            (endpoint, container, state.cursor, state.listing_in_progress, state.listing_fresh,
+             _ts(state.last_sync_at), _ts(utcnow()), _ts(lease_until)))
 
 
 class SQLiteStore(Store):
@@ -117,8 +239,7 @@ class SQLiteStore(Store):
                                 (endpoint, container)).fetchone()
         if row is None:
             return SyncState()
-        return SyncState(cursor=row["cursor"], listing_in_progress=bool(row["listing_in_progress"]),
-                         last_sync_at=_dt(row["last_sync_at"]), processed_until=_dt(row["processed_until"]))
+        return _state(row)
 
     def folders(self, endpoint: str, container: str) -> dict[str, Folder]:
         rows = self.conn.execute("SELECT folder_id, parent_id, name FROM folders WHERE endpoint=? AND container=?",
@@ -130,25 +251,27 @@ class SQLiteStore(Store):
             conn.execute("UPDATE sync_state SET cursor=NULL, listing_in_progress=0 WHERE endpoint=? AND container=?",
                          (endpoint, container))
 
-    # -- sync logs ------------------------------------------------------------------------------
-    def start_sync(self, endpoint: str, container: str) -> int:
+    # -- lease and sync logs -------------------------------------------------------------------
+    def take_lease(self, endpoint: str, container: str, owner: str, until: datetime,
+                   may_take: Callable[[Lease], bool]) -> tuple[int | None, Lease | None]:
         now = utcnow()
         with self._tx("start sync") as conn:  # BEGIN IMMEDIATE: one writer, so check-and-take is atomic
-            held = conn.execute("SELECT running_sync, lease_until, lease_owner FROM sync_state WHERE endpoint=? "
-                                "AND container=? AND running_sync IS NOT NULL", (endpoint, container)).fetchone()
-            if held and lease_is_live(held[2], _dt(held[1]), now):
-                raise lease_held_error(self.label, endpoint, container, held[0], _dt(held[1]))
+            row = conn.execute("SELECT running_sync, lease_owner, lease_until FROM sync_state WHERE endpoint=? "
+                               "AND container=? AND running_sync IS NOT NULL", (endpoint, container)).fetchone()
+            held = Lease(row[0], row[1], _dt(row[2])) if row else None
+            if held and not may_take(held):
+                return None, held
             if held:
                 conn.execute("UPDATE sync_logs SET status='interrupted', finished=?, error=? WHERE id=? "
-                             "AND status='running'", (_ts(now), INTERRUPTED, int(held[0])))
+                             "AND status='running'", (_ts(now), INTERRUPTED, int(held.sync_id)))
             sync_id = int(conn.execute("INSERT INTO sync_logs (endpoint, container, started, status) "
                                        "VALUES (?, ?, ?, 'running')", (endpoint, container, _ts(now))).lastrowid)
             conn.execute(
                 "INSERT INTO sync_state (endpoint, container, running_sync, lease_owner, lease_until, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, container) DO UPDATE SET "
                 "running_sync=excluded.running_sync, lease_owner=excluded.lease_owner, lease_until=excluded.lease_until",
-                (endpoint, container, str(sync_id), lease_owner(), _ts(now + SYNC_LEASE), _ts(now)))
-            return sync_id
+                (endpoint, container, str(sync_id), owner, _ts(until), _ts(now)))
+            return sync_id, held
 
     def finish_sync(self, sync_id: int | str, stats: SyncStats) -> None:
         counts = stats.counts()
@@ -174,100 +297,9 @@ class SQLiteStore(Store):
         ]
 
     # -- pages ----------------------------------------------------------------------------------
-    def apply_page(self, endpoint: str, container: str, page: ChangePage) -> PageStats:
-        stats = PageStats()
-        now = _ts(utcnow())
-        with self._tx(f"apply page of {endpoint}/{container}") as conn:
-            for old, new in page.moves:
-                prefix = old + "/"
-                if new is None:
-                    cur = conn.execute(
-                        "UPDATE files SET deleted_at=?, updated_at=? WHERE endpoint=? AND container=? "
-                        "AND deleted_at IS NULL AND substr(path, 1, ?) = ?",
-                        (now, now, endpoint, container, len(prefix), prefix))
-                    stats.deleted += cur.rowcount
-                else:
-                    cur = conn.execute(
-                        "UPDATE files SET path = ? || substr(path, ?), updated_at=? WHERE endpoint=? AND container=? "
-                        "AND substr(path, 1, ?) = ?",
-                        (new + "/", len(prefix) + 1, now, endpoint, container, len(prefix), prefix))
-                    stats.updated += cur.rowcount
-            for i in range(0, len(page.deletions), _CHUNK):
-                chunk = page.deletions[i:i + _CHUNK]
-                cur = conn.execute(
-                    f"UPDATE files SET deleted_at=?, updated_at=? WHERE endpoint=? AND deleted_at IS NULL "
-                    f"AND external_id IN ({','.join('?' * len(chunk))})", (now, now, endpoint, *chunk))
-                stats.deleted += cur.rowcount
-            self._upsert(conn, endpoint, container, page.upserts, now, stats)
-            if page.folders:
-                conn.executemany(
-                    "INSERT INTO folders (endpoint, container, folder_id, parent_id, name) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT DO UPDATE SET parent_id=excluded.parent_id, name=excluded.name",
-                    [(endpoint, container, f.folder_id, f.parent_id, f.name) for f in page.folders])
-            if page.folder_deletions:
-                conn.executemany("DELETE FROM folders WHERE endpoint=? AND container=? AND folder_id=?",
-                                 [(endpoint, container, fid) for fid in page.folder_deletions])
-            if page.full_listing:
-                if page.starts_listing:
-                    conn.execute("DELETE FROM listing_seen WHERE endpoint=? AND container=?", (endpoint, container))
-                conn.executemany("INSERT OR IGNORE INTO listing_seen VALUES (?, ?, ?)",
-                                 [(endpoint, container, r.external_id) for r in page.upserts])
-                if page.last and not page.listing_incomplete:
-                    cur = conn.execute(
-                        "UPDATE files SET deleted_at=?, updated_at=? WHERE endpoint=? AND container=? "
-                        "AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM listing_seen s WHERE "
-                        "s.endpoint=files.endpoint AND s.container=files.container AND s.external_id=files.external_id)",
-                        (now, now, endpoint, container))
-                    stats.deleted += cur.rowcount
-                if page.last:
-                    conn.execute("DELETE FROM listing_seen WHERE endpoint=? AND container=?", (endpoint, container))
-            conn.execute(
-                "INSERT INTO sync_state (endpoint, container, cursor, listing_in_progress, last_sync_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, container) DO UPDATE SET cursor=excluded.cursor, "
-                "listing_in_progress=excluded.listing_in_progress, "
-                "last_sync_at=COALESCE(excluded.last_sync_at, sync_state.last_sync_at), updated_at=excluded.updated_at, "
-                "lease_until=CASE WHEN sync_state.running_sync IS NULL THEN NULL ELSE ? END",
-                (endpoint, container, page.cursor, page.full_listing and not page.last,
-                 now if page.last else None, now, _ts(utcnow() + SYNC_LEASE)))
-        return stats
-
-    def _upsert(self, conn: sqlite3.Connection, endpoint: str, container: str, records: list[FileRecord],
-                now: str, stats: PageStats) -> None:
-        for i in range(0, len(records), _CHUNK):
-            chunk = records[i:i + _CHUNK]
-            existing = {
-                r[0]: r for r in conn.execute(
-                    f"SELECT external_id, change_key, path, title, container, deleted_at FROM files WHERE endpoint=? "
-                    f"AND external_id IN ({','.join('?' * len(chunk))})", (endpoint, *[r.external_id for r in chunk]))
-            }
-            inserts, updates = [], []
-            for rec in chunk:
-                old = existing.get(rec.external_id)
-                if old is None:
-                    stats.added += 1
-                    inserts.append(self._row(endpoint, container, rec, now))
-                elif old[5] is not None:
-                    stats.restored += 1
-                    updates.append(self._row(endpoint, container, rec, now))
-                elif is_unchanged(rec, container, old[1:5]):
-                    stats.unchanged += 1
-                else:
-                    stats.updated += 1
-                    updates.append(self._row(endpoint, container, rec, now))
-            if inserts:
-                conn.executemany(
-                    f"INSERT INTO files ({','.join(FILE_COLUMNS)}) VALUES ({','.join('?' * len(FILE_COLUMNS))})", inserts)
-            if updates:
-                settable = [c for c in FILE_COLUMNS if c not in ("endpoint", "external_id", "first_seen_at")]
-                conn.executemany(
-                    f"UPDATE files SET {', '.join(f'{c}=?' for c in settable)} WHERE endpoint=? AND external_id=?",
-                    [tuple(row[FILE_COLUMNS.index(c)] for c in settable) + (row[0], row[2]) for row in updates])
-
-    @staticmethod
-    def _row(endpoint: str, container: str, rec: FileRecord, now: str) -> tuple:
-        return (endpoint, container, rec.external_id, rec.title, rec.path, rec.file_link, _ts(rec.date_created),
-                _ts(rec.date_updated), rec.size, rec.mime_type, rec.change_key, rec.project_id, rec.user_id,
-                json.dumps(rec.metadata, default=str, ensure_ascii=False), None, now, now, None, None)
+    def in_transaction(self, operation: str, work: Callable[[PageTx], T]) -> T:
+        with self._tx(operation) as conn:
+            return work(_SQLiteTx(conn))
 
     # -- reading and processing -----------------------------------------------------------------
     def iter_files(self, endpoint: str, container: str | None = None, *, changed_since: datetime | None = None,
@@ -295,6 +327,11 @@ class SQLiteStore(Store):
                 return
             yield [_row_to_record(r) for r in rows]
             after = (rows[-1]["updated_at"], rows[-1]["external_id"])
+
+    def containers(self, endpoint: str) -> list[str]:
+        rows = self.conn.execute("SELECT DISTINCT container FROM files WHERE endpoint=? AND deleted_at IS NULL "
+                                 "ORDER BY container", (endpoint,))
+        return [r[0] for r in rows]
 
     def count_files(self, endpoint: str, container: str | None = None, include_deleted: bool = False) -> int:
         sql = "SELECT count(*) FROM files WHERE endpoint=?" + (" AND container=?" if container is not None else "")

@@ -321,7 +321,7 @@ def test_killed_run_resumes_from_the_last_committed_page(fake: FakeGraph, store:
             raise Killed
 
     with pytest.raises(Killed):
-        commit_changes(store, open_changes(source, store, docs.id), on_page=kill_after_five)
+        commit_changes(store, open_changes(source, docs.id), on_page=kill_after_five)
     assert json.loads(store.sync_state(ENDPOINT, docs.id).cursor)["full"] is True
     before = fake.count("delta")
     stats = sync_container(make_source(fake), store, docs.id)

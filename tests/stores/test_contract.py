@@ -262,12 +262,11 @@ def test_concurrent_syncs_of_two_containers(store, store_type, store_factory):
 
 
 def test_one_sync_at_a_time_per_container(store, store_type, store_factory, monkeypatch):
-    import importlib
     import socket
     import subprocess
     import sys
 
-    module = importlib.import_module(type(store).__module__)
+    from file_connector_dagster.stores import protocol as module
     other = store_factory(store_type)  # a second run, with its own connection
     monkeypatch.setattr(module, "lease_owner", lambda: "build-server-7:4242")  # a run on another machine
     first = store.start_sync(ENDPOINT, C)

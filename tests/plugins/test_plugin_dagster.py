@@ -1,0 +1,100 @@
+"""Plugins through Dagster: a real sync run on a temporary instance, then the run status sensors hand it to
+a webhook (once per run); a failing run carries its error line; CLI runs call the plugins themselves."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from dagster import DagsterEventType, build_run_status_sensor_context, instance_for_test
+
+from file_connector_dagster.cli import main as cli_main
+from file_connector_dagster.config import load_config
+from file_connector_dagster.defs.triggers import job_name
+from file_connector_dagster.defs import build_definitions
+from file_connector_dagster.defs.resources import FileConnectorResource
+
+from .test_plugins import SECRET, hook_server  # noqa: F401  (fixture)
+
+CONFIG = """
+store: {type: sqlite, path: inv.db}
+plugins:
+  ui_url: http://dagster.example:3000
+  use:
+    - {type: webhook, url: "${HOOK_URL}", secret: "${HOOK_SECRET}", retries: 0}
+endpoints:
+  - name: team-share
+    type: local
+    endpoint_details: {roots: share, containers: subfolders}
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path, hook_server, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("HOOK_URL", hook_server["url"])
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    (tmp_path / "share/alpha").mkdir(parents=True)
+    (tmp_path / "share/alpha/a.txt").write_text("a")
+    (tmp_path / "share/alpha/b.txt").write_text("b")
+    (tmp_path / "connector.yaml").write_text(CONFIG)
+    return tmp_path
+
+
+def run_sensor(defs, name, instance, run, event_type, connector):
+    records = instance.get_records_for_run(run.run_id, of_type=event_type).records
+    context = build_run_status_sensor_context(
+        sensor_name=name, dagster_event=records[-1].event_log_entry.dagster_event, dagster_instance=instance,
+        dagster_run=run, resources={"connector": connector})
+    return defs.resolve_sensor_def(name)(context)
+
+
+def test_success_and_failure_runs_notify_once_each(workdir, hook_server):  # noqa: F811
+    defs = build_definitions(workdir / "connector.yaml", retries=False)
+    connector = FileConnectorResource(config_path=str(workdir / "connector.yaml"))
+    job = defs.resolve_job_def(job_name(load_config(workdir / "connector.yaml").endpoint("team-share")))
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("team_share_containers", ["alpha", "gone"])
+        ok = job.execute_in_process(instance=instance, partition_key="alpha")
+        assert ok.success
+        run_sensor(defs, "file_connector_notify_success", instance, instance.get_run_by_id(ok.run_id),
+                   DagsterEventType.RUN_SUCCESS, connector)
+        (_, body), = hook_server["bodies"]
+        assert body["event"] == "success" and body["endpoint"] == "team-share" and body["container"] == "alpha"
+        assert body["counts"]["listed"] == 2 and body["counts"]["added"] == 2
+        assert body["run_url"] == f"http://dagster.example:3000/runs/{ok.run_id}"
+
+        import shutil
+
+        shutil.rmtree(workdir / "share")  # the share is unmounted: the sync must fail, not tombstone
+        bad = job.execute_in_process(instance=instance, partition_key="gone", raise_on_error=False)
+        assert not bad.success
+        run_sensor(defs, "file_connector_notify_failure", instance, instance.get_run_by_id(bad.run_id),
+                   DagsterEventType.RUN_FAILURE, connector)
+        _, body = hook_server["bodies"][1]
+        assert body["event"] == "failure" and body["container"] == "gone" and body["status"] == "failed"
+        assert body["error"].startswith("endpoint 'team-share': root folder ")
+        assert body["error"].endswith("share does not exist or is not a folder")
+    assert hook_server["bad_signatures"] == 0 and SECRET not in str(hook_server["bodies"])
+
+
+def test_no_sensors_without_plugins(tmp_path):
+    (tmp_path / "connector.yaml").write_text(textwrap.dedent("""
+        endpoints:
+          - {name: docs, type: local, endpoint_details: {roots: .}}
+    """))
+    names = {s.name for s in build_definitions(tmp_path / "connector.yaml").sensors}
+    assert not any(n.startswith("file_connector_notify") for n in names)
+
+
+def test_cli_sync_calls_plugins_and_reports_their_failures(workdir, hook_server, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert cli_main(["sync", "--config", str(workdir / "connector.yaml")]) == 0
+    (_, body), = hook_server["bodies"]
+    assert body["event"] == "success" and body["counts"]["added"] == 2 and body["run_id"]
+
+    hook_server["fail_first"] = 100  # the hook is down: the sync still succeeds, the failure is one line
+    (workdir / "share/alpha/c.txt").write_text("c")
+    assert cli_main(["sync", "--config", str(workdir / "connector.yaml")]) == 0
+    err = capsys.readouterr().err
+    assert "plugin webhook: success for team-share/alpha: RuntimeError: POST to 127.0.0.1 answered HTTP 503" in err
+    assert SECRET not in err and "/hooks/" not in err
