@@ -182,7 +182,7 @@ def test_change_made_during_the_first_listing_is_seen_by_the_next_sync(fake: Fak
             eng.rename(eng.base_id(1), "renamed during listing")
             eng.delete(late_file)
 
-    commit_changes(store, open_changes(source, store, eng.id), on_page=change_mid_listing)
+    commit_changes(store, open_changes(source, eng.id), on_page=change_mid_listing)
     stats = sync_container(source, store, eng.id)
     assert not stats.full_listing and stats.status == "success"
     assert_in_step(store, eng)
@@ -389,7 +389,7 @@ def test_access_token_is_cached_and_a_401_refreshes_it_once(fake: FakeDriveServi
         if stats.pages == 4:
             fake.revoke_tokens()
 
-    commit_changes(sqlite_store, open_changes(source, sqlite_store, eng.id), on_page=revoke)
+    commit_changes(sqlite_store, open_changes(source, eng.id), on_page=revoke)
     assert fake.count("401") >= 1 and fake.count("token") == 2 and fake.tokens_issued == 2
     assert_in_step(sqlite_store, eng)
 
@@ -475,7 +475,7 @@ def test_key_and_tokens_never_appear_in_any_output(fake: FakeDriveService, sqlit
 
     source = make_source(fake, throttle_budget_s=0.1)
     with pytest.raises(SourceError) as failure:
-        commit_changes(sqlite_store, open_changes(source, sqlite_store, eng.id), on_page=revoke)
+        commit_changes(sqlite_store, open_changes(source, eng.id), on_page=revoke)
     fake.faults.clear()
     health = make_source(fake).health()
     outputs = [caplog.text, str(failure.value), repr(failure.value), json.dumps(health.as_dict()),
