@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: install test sync dev
+.PHONY: install test bench sync dev
 
 install:
 	$(PYTHON) -m pip install -q -e .
@@ -11,6 +11,14 @@ test:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -n | tail -1) main start
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 	$(PYTHON) -m pytest -q
+
+# Not part of `make test`: `file-connector sync` end to end against the floor and dlt, written to
+# docs/benchmarks.md (a few minutes at the default 100k items). BENCH_ARGS="--items 300000" for more.
+bench:
+	$(PYTHON) -m pip install -q -e ".[test,bench]"
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -n | tail -1) main start
+	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+	$(PYTHON) benchmarks/run.py $(BENCH_ARGS)
 
 sync: install
 	file-connector sync --config examples/connector.yaml

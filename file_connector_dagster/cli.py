@@ -152,7 +152,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 continue
             live = store.count_files(log.endpoint, log.container)
             rows.append((log.endpoint, log.container, log.status, log.started.strftime("%Y-%m-%d %H:%M:%S"),
-                         *[log.counts.get(k, 0) for k in COUNTS], live, log.error or ""))
+                         *[log.counts.get(k, 0) for k in COUNTS], live, redact(log.error or "")))
     if not rows:
         print(f"no syncs recorded yet in {config.store.type} store")
         return EXIT_OK

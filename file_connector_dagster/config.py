@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import core_schema
 
-from .errors import ConfigError
+from .errors import ConfigError, scrub
 
 DEFAULT_CONFIG = "connector.yaml"
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "connector.yaml"
@@ -28,11 +28,8 @@ _RESOLVED: set[str] = set()  # values read from the environment, masked wherever
 
 
 def redact(text: str) -> str:
-    """Mask every value this process resolved from an environment reference."""
-    for value in sorted(_RESOLVED, key=len, reverse=True):
-        if len(value) >= 4:
-            text = text.replace(value, "***")
-    return text
+    """Mask every value this process resolved from an environment reference (also percent-encoded)."""
+    return scrub(text, *_RESOLVED)
 
 
 class _EnvBase:
@@ -87,6 +84,79 @@ class EnvString(_EnvBase):
     """A string that may embed ${NAME} environment references (e.g. a DSN with a password)."""
 
 
+_URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>.*)$", re.S)
+_KV_PASSWORD = re.compile(r"(?:^|\s)password\s*=\s*(?P<value>'(?:[^'\\]|\\.)*'|\S*)")
+
+
+def _split_userinfo(rest: str) -> tuple[str, str | None, str]:
+    """'user:pw@host/db' -> ('user', 'pw', 'host/db'); the password may hold '/', '@', '%' or spaces
+    (a ${NAME} reference still unresolved never does), so the userinfo ends at the LAST '@' before the
+    query."""
+    head = rest.split("?", 1)[0]
+    if "@" not in head:
+        return "", None, rest
+    at = head.rindex("@")
+    userinfo, hosts = rest[:at], rest[at + 1:]
+    user, sep, password = userinfo.partition(":")
+    return user, (password if sep else None), hosts
+
+
+def split_uri_password(uri: str) -> tuple[str, str | None]:
+    """'scheme://user:pw@host/db' -> ('scheme://user@host/db', 'pw' percent-decoded); other strings as
+    they are, with None. Lets a store hand the password to its driver apart from the connection string."""
+    from urllib.parse import unquote
+
+    match = _URI.match(uri)
+    if not match:
+        return uri, None
+    user, password, hosts = _split_userinfo(match.group("rest"))
+    if password is None:
+        return uri, None
+    return match.group("scheme") + (f"{user}@" if user else "") + hosts, unquote(password)
+
+
+class ConnectionString(EnvString):
+    """A store DSN / URI. Its password, if any, must be an environment reference: it is resolved apart
+    and handed to the driver as a separate argument, so it never has to be percent-encoded, and it
+    never appears in a connection string an error message could quote."""
+
+    @classmethod
+    def _check(cls, template: str) -> "ConnectionString":
+        password = cls._password_template(template)
+        if password is not None and password and not re.fullmatch(_REF, password):
+            raise ValueError("the password must be an environment reference such as ${PGPASSWORD}, "
+                             "not an inline value (it was not printed)")
+        if re.search(r"[?&]password=", template, re.I):
+            raise ValueError("put the password in the user:${NAME}@ part, not in the query")
+        return cls(template)
+
+    @staticmethod
+    def _password_template(template: str) -> str | None:
+        uri = _URI.match(template)
+        if uri:
+            return _split_userinfo(uri.group("rest"))[1]
+        kv = _KV_PASSWORD.search(template)
+        if kv:
+            value = kv.group("value")
+            return value[1:-1] if value.startswith("'") else value
+        return None
+
+    def resolve_parts(self, where: str = "") -> tuple[str, str | None]:
+        """(connection string without the password, the password or None), resolved now."""
+        password_template = self._password_template(self.template)
+        uri = _URI.match(self.template)
+        if uri:
+            user, _, hosts = _split_userinfo(uri.group("rest"))
+            base = uri.group("scheme") + (f"{user}@" if user else "") + hosts
+        elif password_template is not None:
+            base = _KV_PASSWORD.sub("", self.template).strip()
+        else:
+            base = self.template
+        dsn = EnvString(base).resolve(where)
+        password = EnvString(password_template).resolve(where) if password_template else None
+        return dsn, password
+
+
 class Secret(_EnvBase):
     """A credential: must be exactly one environment reference, never an inline value."""
 
@@ -108,12 +178,12 @@ class SQLiteStoreConfig(_Strict):
 
 class PostgresStoreConfig(_Strict):
     type: Literal["postgres"]
-    dsn: EnvString  # e.g. postgresql://user:${PGPASSWORD}@host:5432/db
+    dsn: ConnectionString  # e.g. postgresql://user:${PGPASSWORD}@host:5432/db (password: a reference)
 
 
 class MongoStoreConfig(_Strict):
     type: Literal["mongo"]
-    uri: EnvString
+    uri: ConnectionString  # e.g. mongodb://user:${MONGO_PASSWORD}@host:27017/ (password: a reference)
     database: str = "file_connector"
 
 

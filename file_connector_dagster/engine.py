@@ -59,6 +59,13 @@ def error_text(exc: BaseException) -> str:
     return redact(text.splitlines()[0] if text else type(exc).__name__)
 
 
+def redacted(exc: FileConnectorError) -> FileConnectorError:
+    """The same error (type, retryable, traceback) with its message cut to error_text(): what Dagster
+    records in run storage and logs carries no secret."""
+    exc.args = (error_text(exc),)
+    return exc
+
+
 class Prefetch:
     """Pulls pages from a source in a background thread, at most `depth` pages ahead, so the next
     page is fetched and parsed while the store commits this one. Memory: depth + 2 pages."""

@@ -28,3 +28,19 @@ class SourceError(FileConnectorError):
 
 class StoreError(FileConnectorError):
     """The store failed (names the store and the operation)."""
+
+
+def secret_forms(secret: str) -> set[str]:
+    """A secret as text may carry it: as is, and percent-encoded the ways URIs and forms encode it."""
+    from urllib.parse import quote, quote_plus
+
+    return {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+
+
+def scrub(text: str, *secrets: str | None) -> str:
+    """`text` with every secret (of 4 characters or more, in any of its forms) replaced by ***."""
+    forms = {form for secret in secrets if secret for form in secret_forms(secret)}
+    for form in sorted(forms, key=len, reverse=True):
+        if len(form) >= 4:
+            text = text.replace(form, "***")
+    return text

@@ -11,7 +11,7 @@ from dagster import (
 )
 
 from ..config import EndpointConfig, dagster_name
-from ..engine import ChangeStream, error_text, open_changes, register_endpoint
+from ..engine import ChangeStream, error_text, redacted, open_changes, register_endpoint
 from ..errors import FileConnectorError
 from ..processors.base import build_processors, run_processors
 from .io_managers import ChangedFiles, ProcessedPages
@@ -66,7 +66,7 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
                 register_endpoint(store, endpoint)
         except FileConnectorError as exc:
             if exc.retryable:
-                raise
+                raise redacted(exc)
             raise Failure(description=error_text(exc), allow_retries=False) from None
         # nothing is read yet: the IO manager takes the container's lease, then reads its cursor
         return open_changes(source, context.partition_key, full=config.full)

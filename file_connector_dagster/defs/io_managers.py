@@ -7,7 +7,7 @@ from typing import Iterator
 
 from dagster import ConfigurableIOManager, Failure, InputContext, MetadataValue, OutputContext
 
-from ..engine import ChangeStream, commit_changes, error_text
+from ..engine import ChangeStream, commit_changes, error_text, redacted
 from ..errors import FileConnectorError
 from ..records import FileRecord
 from ..stores import Store
@@ -65,7 +65,7 @@ class ListingsIOManager(ConfigurableIOManager):
                 stats = commit_changes(store, obj, on_page=progress)
             except FileConnectorError as exc:
                 if exc.retryable:
-                    raise
+                    raise redacted(exc)
                 raise Failure(description=error_text(exc), allow_retries=False) from None
             metadata: dict = {k: MetadataValue.int(v) for k, v in stats.counts().items()}
             metadata["duration_s"] = MetadataValue.float(stats.duration_s)

@@ -20,11 +20,13 @@ def open_store(config: "ConnectorConfig", migrate: bool = True) -> Store:
     elif cfg.type == "postgres":
         from .postgres import PostgresStore
 
-        store = PostgresStore(cfg.dsn.resolve("store.dsn: "))
+        dsn, password = cfg.dsn.resolve_parts("store.dsn: ")
+        store = PostgresStore(dsn, password=password)
     else:
         from .mongo import MongoStore
 
-        store = MongoStore(cfg.uri.resolve("store.uri: "), cfg.database)
+        uri, password = cfg.uri.resolve_parts("store.uri: ")
+        store = MongoStore(uri, cfg.database, password=password)
     if migrate:
         try:
             store.migrate()

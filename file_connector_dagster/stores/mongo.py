@@ -19,7 +19,7 @@ from bson.codec_options import CodecOptions
 from pymongo import ASCENDING, DESCENDING, DeleteMany, ReturnDocument, UpdateOne
 from pymongo.client_session import ClientSession
 
-from ..errors import StoreError
+from ..errors import StoreError, scrub
 from ..records import FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
 from .base import FILE_COLUMNS, PageTx, Store, Stored
 from .migrations import LATEST_VERSION
@@ -69,9 +69,15 @@ def _plain(metadata: dict[str, Any]) -> dict[str, Any]:
 
 def _label(uri: str, database: str) -> str:
     """How errors name the database: mongo:hosts/db, never the credentials (parsed by hand: parsing an
-    SRV uri with pymongo would already query DNS)."""
-    match = re.match(r"mongodb(?:\+srv)?://(?:[^@/]*@)?([^/?]*)", uri or "")
-    return f"mongo:{match.group(1) if match else '(unparseable uri)'}/{database}"
+    SRV uri with pymongo would already query DNS). The userinfo ends at the last '@' before the query,
+    so a password holding '/' or '@' is never mistaken for a host."""
+    match = re.match(r"mongodb(?:\+srv)?://(.*)", uri or "", re.S)
+    if not match:
+        return f"mongo:(unparseable uri)/{database}"
+    rest = match.group(1)
+    head = rest.split("?", 1)[0]
+    hosts = rest[head.rindex("@") + 1:] if "@" in head else rest
+    return f"mongo:{re.split(r'[/?]', hosts, maxsplit=1)[0]}/{database}"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -226,17 +232,29 @@ class _MongoTx(PageTx):
 class MongoStore(Store):
     """Files in a MongoDB database (pymongo)."""
 
-    def __init__(self, uri: str, database: str, server_selection_timeout_ms: int = 15000):
+    def __init__(self, uri: str, database: str, server_selection_timeout_ms: int = 15000,
+                 password: str | None = None):
+        """Args:
+            uri: a mongodb:// URI, best without the password, which
+            password: is handed to pymongo as its own argument and scrubbed from every error message.
+        """
+        from ..config import split_uri_password
+
+        uri, inline = split_uri_password(uri)  # a password left in the URI is handed over apart all the same
+        password = password if password is not None else inline
         self.label = _label(uri, database)
+        self._secrets = (password, uri if len(uri) > 12 else None)
         if not re.fullmatch(r"[^/\\. \"$*<>:|?\x00]{1,63}", database or ""):
             raise StoreError(f"{self.label}: invalid database name {database!r}")
         options: dict[str, Any] = {"tz_aware": True, "appname": "file-connector"}
         if "serverselectiontimeoutms" not in uri.lower():  # the uri's own setting wins
             options["serverSelectionTimeoutMS"] = server_selection_timeout_ms
         try:
+            if password is not None:
+                options["password"] = password
             self.client: pymongo.MongoClient = pymongo.MongoClient(uri, **options)
-        except (pymongo.errors.PyMongoError, ValueError) as exc:
-            raise StoreError(f"{self.label}: cannot open: {_one_line(exc)}") from None
+        except (pymongo.errors.PyMongoError, ValueError, TypeError) as exc:
+            raise StoreError(f"{self.label}: cannot open: {scrub(_one_line(exc), *self._secrets)}") from None
         self.db = self.client.get_database(database, codec_options=CodecOptions(tz_aware=True, tzinfo=timezone.utc))
         self._transactions: bool | None = None  # learnt on first use
         self._lock = threading.Lock()
@@ -249,7 +267,7 @@ class MongoStore(Store):
         except (pymongo.errors.PyMongoError, bson.errors.BSONError) as exc:
             lost = isinstance(exc, (pymongo.errors.AutoReconnect, pymongo.errors.ServerSelectionTimeoutError))
             hint = " (server unreachable; the cursor was not advanced)" if lost and operation.startswith("apply") else ""
-            raise StoreError(f"{self.label}: {operation}: {_one_line(exc)}{hint}") from None
+            raise StoreError(f"{self.label}: {operation}: {scrub(_one_line(exc), *self._secrets)}{hint}") from None
 
     def _supports_transactions(self) -> bool:
         if self._transactions is None:

@@ -16,7 +16,8 @@ For benchmarks it runs in a process of its own, so its CPU does not compete with
     python -m tests.fakes.graph --items 1000000 --port 0
 
 prints one JSON line (base_url, graph_url, authority_host, ca_path, drive_id, site_url, tenant,
-client_id, client_secret, ...) and serves until killed; GET /_fake/counts answers its request counters.
+client_id, client_secret, ...) and serves until killed; GET /_fake/counts answers its request counters,
+POST /_fake/edit?count=N edits N files spread over the library.
 
 Faults: fail N requests (429/503/500, with or without Retry-After), expire delta tokens (410),
 repeat an item across pages, shuffle items within a page, revoke access tokens after N requests.
@@ -298,6 +299,15 @@ class FakeDrive:
         with self.graph.lock:
             s = self.state(item_id)
             self._touch(s, version=s["version"] + 1, content=s["content"] + 1, size=s["size"] + 1)
+
+    def edit_spread(self, count: int) -> int:
+        """Edit `count` of the generated files, spread evenly over the library. Returns how many."""
+        first, files = self.n_folders + 1, self.generated - self.n_folders - 1
+        count = max(0, min(count, files))
+        step = files // count if count else 0
+        for j in range(count):
+            self.edit(self._base_id(first + j * step))
+        return count
 
     def rename(self, item_id: str, name: str) -> None:
         with self.graph.lock:
@@ -603,6 +613,9 @@ class FakeGraph:
         if path == "/_fake/counts":  # for a benchmark driving the fake in another process; not counted itself
             with self.lock:
                 return 200, {}, {"counts": dict(self.counts), "requests": sum(self.counts.values())}
+        if path == "/_fake/edit" and method == "POST":  # a benchmark's "N files changed", from another process
+            drive = next(iter(self.drives.values()))
+            return 200, {}, {"edited": drive.edit_spread(int(query.get("count", "1")))}
         self.requests.append((method, raw_path))
         if not path.startswith("/v1.0/"):
             return self._identity(method, path, body)
