@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: install test bench bench-drive sync dev
+.PHONY: install test bench bench-processing bench-drive sync dev
 
 install:
 	$(PYTHON) -m pip install -q -e .
@@ -32,3 +32,8 @@ sync: install
 
 dev: install
 	DAGSTER_HOME=$(CURDIR) dagster dev -w workspace.yaml
+
+# The files step against the listing (100k files, SQLite and PostgreSQL) and content hashing of 1,000
+# files of 1 MB against sha256sum, in one run (prints figures and ratios; not part of `make test`).
+bench-processing: install
+	$(PYTHON) benchmarks/processing_bench.py --files 100000 --hash-files 1000

@@ -25,7 +25,7 @@ import psycopg2
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from file_connector_dagster.records import ChangePage, FileRecord, PageStats  # noqa: E402
-from file_connector_dagster.stores.postgres import PostgresStore, copy_rows  # noqa: E402
+from file_connector_dagster.stores.postgres import PAGE_COLUMNS, PostgresStore, copy_rows  # noqa: E402
 
 ENDPOINT, CONTAINER = "bench", "drive"
 
@@ -61,8 +61,7 @@ def bare_copy(dsn: str, records: list[FileRecord]) -> float:
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE bare (LIKE files INCLUDING ALL)")
         conn.commit()
-        columns = ("external_id, title, path, file_link, date_created, date_updated, size, mime_type, "
-                   "change_key, project_id, user_id, metadata")
+        columns = ", ".join(PAGE_COLUMNS)
         cur.execute(f"ALTER TABLE bare ALTER COLUMN endpoint SET DEFAULT '{ENDPOINT}', "
                     f"ALTER COLUMN container SET DEFAULT '{CONTAINER}', ALTER COLUMN first_seen_at SET DEFAULT now(), "
                     "ALTER COLUMN updated_at SET DEFAULT now()")

@@ -17,7 +17,8 @@ from .plugins.manager import sync_event
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 COUNTS = ("listed", "added", "updated", "unchanged", "deleted", "errors")
-PROCESSING = ("processed", "excluded")  # from the files asset: records its processors saw / excluded
+# processing outcomes: decided while the listing committed (filters) plus by the files step
+OUTCOMES = ("processed", "skipped", "failed", "error", "pending")
 
 
 def plural(count: int, noun: str) -> str:
@@ -89,7 +90,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         try:
             containers = [c.key for c in source.containers()]
         except FileConnectorError as exc:
-            rows.append((ep.name, "-", *["" for _ in COUNTS + PROCESSING], "", f"failed: {redact(str(exc))}"))
+            rows.append((ep.name, "-", *["" for _ in COUNTS + OUTCOMES], "", f"failed: {redact(str(exc))}"))
             failed += 1
             continue
         finally:
@@ -116,16 +117,19 @@ def cmd_sync(args: argparse.Namespace) -> int:
             )
             by_asset = {event.asset_key: {k: v.value for k, v in event.materialization.metadata.items()}
                         for event in result.get_asset_materialization_events()}
-            processing = by_asset.get(files_key(ep.name), {})
-            metadata = {**by_asset.get(listing_key(ep.name), {}),
-                        **{k: processing[k] for k in (*PROCESSING, "processing_errors") if k in processing}}
+            metadata = by_asset.get(listing_key(ep.name), {})
+            processing: dict[str, Any] = {}
+            if by_asset.get(files_key(ep.name)) is not None:
+                files_metadata = by_asset[files_key(ep.name)]
+                processing = {k: metadata.get(f"{k}_while_listing", 0) + files_metadata.get(k, 0) for k in OUTCOMES}
             if result.success:
-                errors = metadata.get("processing_errors", 0)
-                status = f"ok ({plural(errors, 'processing error')})" if errors else "ok"
+                errors = processing.get("failed", 0) + processing.get("error", 0)
+                status = f"ok ({plural(errors, 'file')} failed processing)" if errors else "ok"
             else:
                 failed += 1
                 status = f"failed: {_failure_message(result)}"
-            rows.append((ep.name, container, *[metadata.get(k, "") for k in COUNTS + PROCESSING],
+            rows.append((ep.name, container, *[metadata.get(k, "") for k in COUNTS],
+                         *[processing.get(k, "") for k in OUTCOMES],
                          f"{metadata['duration_s']:.2f}s" if "duration_s" in metadata else "", status))
             if plugins.plugins:
                 with defs.resources["connector"].store() as store:
@@ -136,7 +140,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                     if not outcome.ok:
                         print(outcome.detail, file=sys.stderr)
     plugins.close()
-    print(_table(("endpoint", "container", *COUNTS, *PROCESSING, "duration", "status"), rows))
+    print(_table(("endpoint", "container", *COUNTS, *OUTCOMES, "duration", "status"), rows))
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -189,6 +193,20 @@ def cmd_health(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    from .stores import open_store
+
+    config = load_config(args.config)
+    endpoint = config.endpoint(args.endpoint)
+    with open_store(config) as store:
+        queued = store.requeue(endpoint.name, args.container, args.status or None)
+    where = f"container {args.container!r}" if args.container else "all containers"
+    which = f" with status {', '.join(args.status)}" if args.status else ""
+    print(f"endpoint {endpoint.name}: {queued} files{which} in {where} queued for processing; the next sync "
+          f"processes them (file-connector sync --endpoint {endpoint.name})")
+    return EXIT_OK
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from .stores import open_store
 
@@ -219,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", parents=[common], help="check credentials and reachability")
     health.add_argument("--endpoint")
     health.set_defaults(func=cmd_health)
+    reprocess = sub.add_parser("reprocess", parents=[common],
+                               help="queue files for processing again (after a processor's options changed)")
+    reprocess.add_argument("--endpoint", required=True)
+    reprocess.add_argument("--container", help="only this container")
+    reprocess.add_argument("--status", action="append", choices=("processed", "skipped", "error", "pending"),
+                           help="only files in this processing status (repeatable; default: all)")
+    reprocess.set_defaults(func=cmd_reprocess)
     sub.add_parser("migrate", parents=[common], help="apply pending store migrations").set_defaults(func=cmd_migrate)
     return parser
 

@@ -216,8 +216,12 @@ class ScheduleConfig(_Strict):
 
 
 class ProcessorConfig(BaseModel):
+    """One processor of an endpoint: its type, an optional name (the key of its results under
+    metadata.processors; default the type) and its options (validated by the processor's Options)."""
+
     model_config = ConfigDict(extra="allow")
     type: str
+    name: str | None = Field(default=None, pattern=_SLUG)
 
 
 class PluginEntry(BaseModel):
@@ -292,7 +296,7 @@ def _nested(type_name: Any, details: Any, processors: list[Any]) -> tuple[Any, l
 
     Returns the validated details and every problem found, each as "field: message".
     """
-    from .processors.base import processor_class
+    from .processors.base import processor_class, processor_options
     from .sources.base import source_class
 
     problems: list[str] = []
@@ -316,15 +320,22 @@ def _nested(type_name: Any, details: Any, processors: list[Any]) -> tuple[Any, l
         cls = check("type", lambda: source_class(str(type_name)))
     if cls is not None and not isinstance(details, cls.Details):
         details = check("endpoint_details", lambda: cls.Details.model_validate(details or {}))
+    names: set[Any] = set()
     for i, proc in enumerate(processors if isinstance(processors, list) else []):  # else the model reports it
         if isinstance(proc, BaseModel):
-            proc = {"type": proc.type, **(proc.model_extra or {})}
+            proc = {"type": proc.type, "name": getattr(proc, "name", None), **(proc.model_extra or {})}
         if not isinstance(proc, dict) or not isinstance(proc.get("type"), str):
             continue  # the ProcessorConfig model reports it
-        options = {k: v for k, v in proc.items() if k != "type"}
-        processor = check(f"processors[{i}].type", lambda: processor_class(str(proc["type"])))
-        if processor is not None:
-            check(f"processors[{i}]", lambda: processor.Options.model_validate(options))
+        if check(f"processors[{i}].type", lambda: processor_class(str(proc["type"]))) is not None:
+            try:
+                processor_options(str(proc["type"]), {k: v for k, v in proc.items() if k not in ("type", "name")})
+            except ConfigError as exc:  # "<type>: <field>: <problem>"
+                problems.append(f"processors[{i}] {exc}")
+        name = proc.get("name") or proc["type"]
+        if name in names:
+            problems.append(f"processors[{i}] {proc['type']}: two processors are named {name!r}; "
+                            "give one a different `name`")
+        names.add(name)
     return details, problems
 
 
@@ -402,6 +413,11 @@ class ConnectorConfig(_Strict):
             if ep.is_active == inactive:
                 continue
             walk(ep.endpoint_details, f"endpoint {ep.name!r}: endpoint_details")
+            for i, proc in enumerate(ep.processors):
+                from .processors.base import processor_options
+
+                walk(processor_options(proc.type, proc.model_extra or {}),
+                     f"endpoint {ep.name!r}: processors[{i}] {proc.type}")
         return found
 
 

@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from .config import redact
 from .errors import FileConnectorError
@@ -22,6 +22,7 @@ from .stores.protocol import ContainerSync, DeleteGuard
 
 if TYPE_CHECKING:
     from .config import EndpointConfig
+    from .processors.base import Processor
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ChangeStream:
     source: Source
     full: bool = False
     guard: DeleteGuard | None = None
+    processors: "Sequence[Processor] | None" = None  # see open_changes
 
 
 def register_endpoint(store: Store, endpoint: "EndpointConfig") -> None:
@@ -42,15 +44,19 @@ def register_endpoint(store: Store, endpoint: "EndpointConfig") -> None:
                           endpoint.secret_free_details(), endpoint.is_active)
 
 
-def open_changes(source: Source, container: str, full: bool = False, guard: DeleteGuard | None = None) -> ChangeStream:
+def open_changes(source: Source, container: str, full: bool = False, guard: DeleteGuard | None = None,
+                 processors: "Sequence[Processor] | None" = None) -> ChangeStream:
     """A lazy stream of the container's changes (nothing is read from the source or the store yet).
 
     Args:
         full: list everything again instead of a delta (deletions found by the listing's end); the stored
             cursor stays until the listing's first page commits, so a full sync that fails early loses nothing.
         guard: the mass-delete guard (default: DeleteGuard()).
+        processors: the endpoint's processors; when none of them needs I/O (or there are none), each page's
+            files are decided before the page commits (processing.decide_while_listing) and the files step
+            has nothing left to do. None: every new or changed file stays pending for the files step.
     """
-    return ChangeStream(source.endpoint, container, source, full, guard)
+    return ChangeStream(source.endpoint, container, source, full, guard, processors)
 
 
 def error_text(exc: BaseException) -> str:
@@ -134,6 +140,11 @@ def commit_changes(store: Store, stream: ChangeStream,
     pages: Iterator[ChangePage] | Prefetch | None = None
     try:
         pages = stream.source.sync(stream.container, sync.cursor, sync.folders)
+        if stream.processors is not None:
+            from .processing import decidable_while_listing, decide_while_listing
+
+            if decidable_while_listing(stream.processors):  # in the prefetch thread: while a page commits
+                pages = decide_while_listing(pages, stream.processors, stream.endpoint, stream.container)
         if prefetch:
             pages = Prefetch(pages, prefetch)
         for page in pages:
@@ -158,6 +169,7 @@ def _close(pages: object) -> None:
 
 
 def sync_container(source: Source, store: Store, container: str, full: bool = False, prefetch: int = 2,
-                   guard: DeleteGuard | None = None) -> SyncStats:
+                   guard: DeleteGuard | None = None, processors: "Sequence[Processor] | None" = None) -> SyncStats:
     """open_changes + commit_changes, for tests and scripts that do not need Dagster."""
-    return commit_changes(store, open_changes(source, container, full=full, guard=guard), prefetch=prefetch)
+    return commit_changes(store, open_changes(source, container, full=full, guard=guard, processors=processors),
+                          prefetch=prefetch)

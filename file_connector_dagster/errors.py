@@ -26,6 +26,13 @@ class SourceError(FileConnectorError):
     """A provider refused or failed a request (names the endpoint, container and request)."""
 
 
+class ContentUnavailable(SourceError):
+    """A file's content cannot be read from its source: the source type cannot serve content, or the
+    file is gone. Processors record such a file as skipped with this reason."""
+
+    retryable = False
+
+
 class StoreError(FileConnectorError):
     """The store failed (names the store and the operation)."""
 

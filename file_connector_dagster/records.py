@@ -38,8 +38,15 @@ class FileRecord:
     deleted_at: datetime | None = None  # set on tombstones read back from a store
     first_seen_at: datetime | None = None
     updated_at: datetime | None = None
-    excluded_by: str | None = None  # set by processors: the processor that filtered this file out
+    # Processing state of this version of the file (see processing.py): pending until the endpoint's
+    # processors have decided; then processed / skipped (excluded_by names the processor) / error.
+    excluded_by: str | None = None
     processing_errors: list[str] = field(default_factory=list)
+    processing_status: str | None = None  # None on a record from a source: the store writes "pending"
+    processed_key: str | None = None  # the change_key the processors last decided on
+    processed_at: datetime | None = None
+    processing_attempts: int = 0  # failed attempts on this version
+    content_hash: str | None = None  # "sha256:<hex>" (or the provider's sha1 / md5 / quickXorHash)
 
     @property
     def is_deleted(self) -> bool:
@@ -125,6 +132,12 @@ class PageStats:
     unchanged: int = 0
     deleted: int = 0
     restored: int = 0
+    decided: dict[str, int] = field(default_factory=dict)  # rows written already decided (status -> n)
+
+    def written(self, record: FileRecord) -> None:
+        """Count a row the store wrote whose processing was decided while its page committed."""
+        if record.processing_status not in (None, "pending"):
+            self.decided[record.processing_status] = self.decided.get(record.processing_status, 0) + 1
 
     def __iadd__(self, other: "PageStats") -> "PageStats":
         self.added += other.added
@@ -132,6 +145,8 @@ class PageStats:
         self.unchanged += other.unchanged
         self.deleted += other.deleted
         self.restored += other.restored
+        for status, n in other.decided.items():
+            self.decided[status] = self.decided.get(status, 0) + n
         return self
 
 
@@ -154,6 +169,7 @@ class SyncStats:
     status: str = "running"  # running | success | failed
     error: str | None = None
     error_samples: list[str] = field(default_factory=list)
+    decided: dict[str, int] = field(default_factory=dict)  # processing decided while pages committed
 
     def add_page(self, page: ChangePage, stats: PageStats) -> None:
         self.pages += 1
@@ -165,6 +181,8 @@ class SyncStats:
         self.api_calls += page.api_calls
         self.errors += len(page.errors)
         self.full_listing = self.full_listing or page.full_listing
+        for status, n in stats.decided.items():
+            self.decided[status] = self.decided.get(status, 0) + n
         if len(self.error_samples) < 20:
             self.error_samples.extend(page.errors[: 20 - len(self.error_samples)])
 
@@ -179,7 +197,6 @@ class SyncState:
     cursor: str | None = None
     listing_in_progress: bool = False
     last_sync_at: datetime | None = None
-    processed_until: datetime | None = None
     listing_fresh: bool = False  # the full listing in progress began on an empty container
     running_sync: str | None = None  # the sync_logs id holding the container's lease
 

@@ -72,7 +72,10 @@ def test_materialize_partition_writes_store_and_metadata(workdir):
                 for e in result.get_asset_materialization_events()}
         assert {k: meta["listing"][k] for k in ("listed", "added", "unchanged", "deleted", "pages")} == \
             {"listed": 3, "added": 3, "unchanged": 0, "deleted": 0, "pages": 1}
-        assert meta["files"]["processed"] == 3 and meta["files"]["excluded"] == 2
+        # the endpoint's processors are filters: decided while the listing committed, nothing left to process
+        assert (meta["listing"]["processed_while_listing"], meta["listing"]["skipped_while_listing"]) == (1, 2)
+        assert {k: meta["files"][k] for k in ("processed", "skipped", "failed", "error", "pending", "pages")} == \
+            dict.fromkeys(("processed", "skipped", "failed", "error", "pending", "pages"), 0)
         stored = rows(workdir)
         store = SQLiteStore(workdir / "inv.db")
         assert [tuple(r) for r in store.conn.execute("SELECT name, type, project_id, details FROM endpoints")] == [
@@ -88,7 +91,7 @@ def test_materialize_partition_writes_store_and_metadata(workdir):
         meta = {e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
                 for e in result.get_asset_materialization_events()}
         assert (meta["listing"]["unchanged"], meta["listing"]["deleted"]) == (2, 1)
-        assert (meta["files"]["processed"], meta["files"]["deleted"]) == (1, 1)
+        assert meta["files"]["processed"] == 0 and "processed_while_listing" not in meta["listing"]
         # the UI's per-partition view reads these materializations
         latest = instance.get_latest_materialization_event(AssetKey(["team-share", "listing"]))
         assert latest.dagster_event.partition == "alpha"
@@ -144,10 +147,18 @@ def test_cli_sync_status_and_failure(workdir, capsys, monkeypatch):
     assert cli_main(["sync", "--config", config]) == 0
     out = capsys.readouterr().out
     lines = [line.split() for line in out.strip().splitlines()]
-    assert lines[0][:8] == ["endpoint", "container", "listed", "added", "updated", "unchanged", "deleted", "errors"]
-    assert lines[0][8:10] == ["processed", "excluded"]
-    assert lines[1][:10] == ["team-share", "alpha", "3", "3", "0", "0", "0", "0", "3", "2"] and lines[1][-1] == "ok"
+    assert lines[0][:13] == ["endpoint", "container", "listed", "added", "updated", "unchanged", "deleted", "errors",
+                             "processed", "skipped", "failed", "error", "pending"]
+    assert lines[1][:13] == ["team-share", "alpha", "3", "3", "0", "0", "0", "0", "1", "2", "0", "0", "0"]
+    assert lines[1][-1] == "ok"
     assert lines[2][:8] == ["team-share", "beta", "1", "1", "0", "0", "0", "0"]
+
+    # after a processor config change: re-queue, and the next sync processes exactly those files
+    assert cli_main(["reprocess", "--config", config, "--endpoint", "team-share", "--status", "skipped"]) == 0
+    assert "team-share: 2 files with status skipped in all containers queued" in capsys.readouterr().out
+    assert cli_main(["sync", "--config", config, "--endpoint", "team-share", "--container", "alpha"]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.strip().splitlines()]
+    assert lines[1][:13] == ["team-share", "alpha", "3", "0", "0", "3", "0", "0", "0", "2", "0", "0", "0"]
 
     (workdir / "share/beta/ü.txt").unlink()
     assert cli_main(["sync", "--config", config, "--endpoint", "team-share", "--container", "beta"]) == 0

@@ -13,8 +13,9 @@ from dagster import (
 from ..config import EndpointConfig, dagster_name
 from ..engine import ChangeStream, error_text, redacted, open_changes, register_endpoint
 from ..errors import FileConnectorError
-from ..processors.base import build_processors, run_processors
-from .io_managers import ChangedFiles, ProcessedPages
+from ..processing import ProcessingStream
+from ..processors.base import build_processors
+from .io_managers import ChangedFiles
 from .resources import FileConnectorResource
 
 
@@ -69,7 +70,8 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
                 raise redacted(exc)
             raise Failure(description=error_text(exc), allow_retries=False) from None
         # nothing is read yet: the IO manager takes the container's lease, then reads its cursor
-        return open_changes(source, context.partition_key, full=config.full)
+        return open_changes(source, context.partition_key, full=config.full,
+                            processors=build_processors(endpoint.processors))
 
     @asset(
         key=files_key(name),
@@ -84,9 +86,7 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
         tags=tags,
         io_manager_key="files_io_manager",
     )
-    def files(context: AssetExecutionContext, listing: ChangedFiles) -> ProcessedPages:
-        processors = build_processors(endpoint.processors)
-        return ProcessedPages(name, context.partition_key,
-                              (run_processors(processors, page) for page in listing.pages()))
+    def files(context: AssetExecutionContext, listing: ChangedFiles) -> ProcessingStream:
+        return listing.process(build_processors(endpoint.processors), context.log)
 
     return [listing, files]

@@ -3,12 +3,14 @@ page, and report the counts they saw as materialization metadata."""
 
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
 from dagster import ConfigurableIOManager, Failure, InputContext, MetadataValue, OutputContext
 
 from ..engine import ChangeStream, commit_changes, error_text, redacted
 from ..errors import FileConnectorError
+from ..processing import ProcessingStream, commit_processing, open_processing
+from ..processors.base import Processor
 from ..records import FileRecord
 from ..stores import Store
 from .resources import FileConnectorResource
@@ -16,33 +18,34 @@ from .resources import FileConnectorResource
 
 @dataclass
 class ChangedFiles:
-    """A lazy reader of one container's records, page by page: those changed since processing last
-    ran (unprocessed_only), or all live ones."""
+    """One container's files as a downstream step reads them: `process()` streams the files due for
+    processing through a chain; `pages()` reads the live files page by page."""
 
     connector: FileConnectorResource
     endpoint: str
     container: str
-    unprocessed_only: bool = True
+
+    def process(self, processors: Sequence[Processor], log: Any = None) -> ProcessingStream:
+        """Open the store (and the source, for content) and stream the due files through the chain."""
+        store = self.connector.store()
+        try:
+            source = self.connector.source(self.endpoint)
+        except BaseException:
+            store.close()
+            raise
+
+        def close() -> None:
+            source.close()
+            store.close()
+
+        return open_processing(store, processors, self.endpoint, self.container, source, log, on_close=close)
 
     def pages(self, page_size: int = 1000) -> Iterator[list[FileRecord]]:
         store = self.connector.store()
         try:
-            if self.unprocessed_only:
-                since = store.sync_state(self.endpoint, self.container).processed_until
-                yield from store.iter_files(self.endpoint, self.container, changed_since=since, page_size=page_size)
-            else:
-                yield from store.iter_files(self.endpoint, self.container, include_deleted=False, page_size=page_size)
+            yield from store.iter_files(self.endpoint, self.container, include_deleted=False, page_size=page_size)
         finally:
             store.close()
-
-
-@dataclass
-class ProcessedPages:
-    """A lazy stream of processed pages for the files IO manager to store."""
-
-    endpoint: str
-    container: str
-    pages: Iterator[list[FileRecord]]
 
 
 def _store_metadata(store: Store) -> dict[str, MetadataValue]:
@@ -70,6 +73,8 @@ class ListingsIOManager(ConfigurableIOManager):
             metadata: dict = {k: MetadataValue.int(v) for k, v in stats.counts().items()}
             metadata["duration_s"] = MetadataValue.float(stats.duration_s)
             metadata["full_listing"] = MetadataValue.bool(stats.full_listing)
+            for outcome, n in stats.decided.items():  # the endpoint's filters, applied as pages committed
+                metadata[f"{outcome}_while_listing"] = MetadataValue.int(n)
             metadata.update(_store_metadata(store))
             if stats.error_samples:
                 metadata["error_samples"] = MetadataValue.md("\n".join(f"- `{e}`" for e in stats.error_samples))
@@ -85,29 +90,31 @@ class ListingsIOManager(ConfigurableIOManager):
 
 
 class FilesIOManager(ConfigurableIOManager):
-    """Stores processors' results for each page and advances the container's processing watermark."""
+    """Saves each processed page's per-file results (one transaction a page) and reports the outcomes."""
 
     connector: FileConnectorResource
 
-    def handle_output(self, context: OutputContext, obj: ProcessedPages) -> None:
+    def handle_output(self, context: OutputContext, obj: ProcessingStream) -> None:
         store = self.connector.store()
-        counts = {"processed": 0, "excluded": 0, "deleted": 0, "processing_errors": 0}
         try:
-            for page in obj.pages:
-                store.apply_processing(obj.endpoint, obj.container, page)
-                counts["processed"] += len(page)
-                counts["excluded"] += sum(1 for r in page if r.excluded_by)
-                counts["deleted"] += sum(1 for r in page if r.deleted_at)
-                counts["processing_errors"] += sum(1 for r in page if r.processing_errors)
-            metadata: dict = {k: MetadataValue.int(v) for k, v in counts.items()}
-            processed_until = store.sync_state(obj.endpoint, obj.container).processed_until
-            if processed_until:
-                metadata["processed_until"] = MetadataValue.text(processed_until.isoformat())
+            try:
+                stats = commit_processing(store, obj)
+            except FileConnectorError as exc:
+                if exc.retryable:
+                    raise
+                raise Failure(description=f"{obj.endpoint}/{obj.container}: {error_text(exc)}",
+                              allow_retries=False) from None
+            metadata: dict = {k: MetadataValue.int(v) for k, v in stats.counts().items()}
+            metadata["duration_s"] = MetadataValue.float(stats.duration_s)
             metadata.update(_store_metadata(store))
+            if stats.error_samples:
+                metadata["error_samples"] = MetadataValue.md("\n".join(f"- `{e}`" for e in stats.error_samples))
             context.add_output_metadata(metadata)
+            if stats.outcomes["failed"] or stats.outcomes["error"]:
+                context.log.warning(f"{obj.endpoint}/{obj.container}: {stats.outcomes['failed']} files failed "
+                                    f"(retried next run), {stats.outcomes['error']} gave up after their attempts")
         finally:
             store.close()
 
     def load_input(self, context: InputContext) -> ChangedFiles:  # upstream key: <endpoint>/files
-        return ChangedFiles(self.connector, context.upstream_output.asset_key.path[0], context.partition_key,
-                            unprocessed_only=False)
+        return ChangedFiles(self.connector, context.upstream_output.asset_key.path[0], context.partition_key)

@@ -9,7 +9,8 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 from pydantic import BaseModel
 
-from ..records import ChangePage, Folder
+from ..errors import ContentUnavailable
+from ..records import ChangePage, FileRecord, Folder
 from ..registry import Registry
 
 
@@ -82,6 +83,19 @@ class Source(ABC):
     def health(self) -> Health:
         """Returns:
         Whether the provider can be reached and read with the configured credentials."""
+
+    def open_content(self, record: FileRecord) -> Iterator[bytes]:
+        """Stream a file's bytes in chunks (memory: one chunk); closing the iterator releases the
+        connection or file.
+
+        Args:
+            record: a file of this endpoint, as the store keeps it (container, path, external_id).
+
+        Raises (from the call or while iterating):
+            ContentUnavailable: this source cannot serve content (the default), or the file is gone.
+            SourceError: the provider failed.
+        """
+        raise ContentUnavailable(f"endpoint {self.endpoint!r}: {self.type_name} sources cannot serve file content")
 
     def close(self) -> None:
         """Release connections."""

@@ -262,8 +262,13 @@ class HttpClient:
 
     def request(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
                 headers: Mapping[str, str] | None = None, data: Any = None,
-                ok_statuses: frozenset[int] = frozenset(), what: str | None = None) -> requests.Response:
+                ok_statuses: frozenset[int] = frozenset(), what: str | None = None, stream: bool = False,
+                allow_redirects: bool = True) -> requests.Response:
         """Send a request; returns a 2xx response, or one whose status is in ok_statuses.
+
+        Args:
+            stream: leave the body unread (iterate it, then close the response).
+            allow_redirects: follow 3xx (False: a 3xx in ok_statuses comes back as it is).
 
         Raises:
             SourceError: any other status, after retries for 429/5xx; the message names the request
@@ -283,7 +288,7 @@ class HttpClient:
             self.calls += 1
             try:
                 response = self.session.request(method, url, params=params, headers=send_headers, data=data,
-                                                timeout=self.timeout_s)
+                                                timeout=self.timeout_s, stream=stream, allow_redirects=allow_redirects)
             except requests.exceptions.SSLError as exc:
                 raise self._fail(what, f"TLS verification failed ({type(exc).__name__}); set ca_bundle "
                                        "for a private certificate authority", retryable=False) from None

@@ -15,11 +15,11 @@ import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Literal, Mapping
+from typing import Any, Iterator, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..errors import SourceError
+from ..errors import ContentUnavailable, SourceError
 from ..processors.builtin import glob_match
 from ..records import ChangePage, FileRecord, Folder
 from .base import Container, Health, Source, register_source
@@ -61,6 +61,7 @@ class LocalSource(Source):
                  user_id: str | None = None, base_dir: Path = Path(".")):
         super().__init__(endpoint, details, project_id, user_id, base_dir)
         self.roots = [(base_dir / os.path.expanduser(r)).resolve() for r in details.roots]
+        self._content_dirs: dict[str, Path] | None = None
 
     def _container_dirs(self) -> dict[str, Path]:
         dirs: dict[str, Path] = {}
@@ -97,6 +98,32 @@ class LocalSource(Source):
         for root in self.roots:
             checks[str(root)] = "ok" if root.is_dir() and os.access(root, os.R_OK | os.X_OK) else "missing or unreadable"
         return Health(ok=all(v == "ok" for v in checks.values()), checks=checks)
+
+    def open_content(self, record: FileRecord, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        if self._content_dirs is None or record.container not in self._content_dirs:
+            self._content_dirs = self._container_dirs()
+        dirs = self._content_dirs
+        if record.container not in dirs:
+            raise ContentUnavailable(f"endpoint {self.endpoint!r}, container {record.container!r}: no such folder")
+        top = dirs[record.container]
+        path = (top / record.path).resolve()
+        if not path.is_relative_to(top.resolve()):
+            raise ContentUnavailable(f"endpoint {self.endpoint!r}: {record.path}: outside the container's folder")
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            raise ContentUnavailable(f"endpoint {self.endpoint!r}, container {record.container!r}: "
+                                     f"{record.path}: the file is gone") from None
+        except OSError as exc:
+            raise SourceError(f"endpoint {self.endpoint!r}, container {record.container!r}: {record.path}: "
+                              f"cannot read: {exc.strerror or exc}") from None
+        return self._chunks(handle, chunk_size)
+
+    @staticmethod
+    def _chunks(handle: Any, chunk_size: int) -> Iterator[bytes]:
+        with handle:
+            while chunk := handle.read(chunk_size):
+                yield chunk
 
     # -- listing ----------------------------------------------------------------------------------
     # The one seam tests may replace to provoke I/O errors (EIO, ESTALE) that a real disk will not give on demand.

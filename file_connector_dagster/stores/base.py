@@ -2,12 +2,15 @@
 
 Every store keeps the same tables (names are a public contract):
   files        one row per endpoint + external_id: the FileRecord fields, deleted_at, first_seen_at,
-               updated_at (the last time the row changed), excluded_by, processing_errors
+               updated_at (the last time the row changed), and the processing state of this version:
+               processing_status, processed_key, processed_at, processing_attempts, excluded_by,
+               processing_errors, content_hash (their meaning: processing.py)
   endpoints    one row per endpoint: type, project_id, user_id, non-secret details
-  sync_state   one row per endpoint + container: the cursor to resume from, listing flag, watermarks
+  sync_state   one row per endpoint + container: the cursor to resume from, listing flag, lease
   sync_logs    one row per sync of a container: started, finished, status, counts, error
 and, for their own bookkeeping, schema_version, folders (the folder tree a delta source keeps) and
-listing_seen (external ids seen by a full listing in progress, to tombstone the rest at its end).
+listing_seen (external ids seen by a full listing in progress, to tombstone the rest at its end) and
+processor_cache (answers processors keep across runs, e.g. VirusTotal verdicts by hash, with a TTL).
 
 A store only reads and writes. What to write, and when a file is tombstoned, is decided once for every
 store in protocol.py; a store implements the primitives below (Store, and PageTx inside a transaction).
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, TypeVar
 
 from ..records import ChangePage, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats
@@ -29,8 +32,24 @@ T = TypeVar("T")
 FILE_COLUMNS = (
     "endpoint", "container", "external_id", "title", "path", "file_link", "date_created", "date_updated",
     "size", "mime_type", "change_key", "project_id", "user_id", "metadata", "deleted_at", "first_seen_at",
-    "updated_at", "excluded_by", "processing_errors",
+    "updated_at", "excluded_by", "processing_errors", "processing_status", "processed_key", "processed_at",
+    "processing_attempts", "content_hash",
 )
+# Processing columns a written row takes from its record (processing.py owns their meaning).
+PROCESSING_COLUMNS = FILE_COLUMNS[FILE_COLUMNS.index("excluded_by"):]
+PENDING = "pending"
+
+
+def processing_values(record: FileRecord, saving: bool = False) -> dict[str, Any]:
+    """The processing columns to write for `record`. For a listed version (write_files): what the
+    processors decided while its page committed, or a fresh pending state. For results (saving,
+    save_processing): the record's columns as the chain left them."""
+    if saving:
+        return {**{c: getattr(record, c) for c in PROCESSING_COLUMNS}, "processing_status": record.processing_status or PENDING}
+    if record.processing_status in (None, PENDING):
+        return {"excluded_by": None, "processing_errors": [], "processing_status": PENDING, "processed_key": None,
+                "processed_at": None, "processing_attempts": 0, "content_hash": record.content_hash}
+    return {c: getattr(record, c) for c in PROCESSING_COLUMNS}
 
 
 @dataclass(slots=True)
@@ -65,7 +84,8 @@ class PageTx(ABC):
     @abstractmethod
     def write_files(self, endpoint: str, container: str, records: list[FileRecord], now: datetime) -> None:
         """Insert these records, or rewrite their stored rows entirely: container, every record field,
-        deleted_at NULL, updated_at now, processors' results cleared; first_seen_at kept."""
+        deleted_at NULL, updated_at now, the processing columns from processing_values(record) (pending
+        unless decided while the page committed); first_seen_at kept."""
 
     def insert_new(self, endpoint: str, container: str, records: list[FileRecord], now: datetime) -> set[str]:
         """Insert the records whose id is not stored yet; leave the others alone.
@@ -97,7 +117,7 @@ class PageTx(ABC):
     @abstractmethod
     def move_under(self, endpoint: str, container: str, prefix: str, new_prefix: str, now: datetime) -> int:
         """Replace prefix by new_prefix in the paths of the container's files under it (tombstones too),
-        updated_at now. Returns how many rows."""
+        updated_at now, processing_status pending and attempts 0 (a path decides filters). Returns how many rows."""
 
     @abstractmethod
     def put_folders(self, endpoint: str, container: str, folders: list[Folder]) -> None:
@@ -222,10 +242,52 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def apply_processing(self, endpoint: str, container: str, records: list[FileRecord]) -> None:
-        """Store processors' results (excluded_by, processing_errors, metadata) without touching
-        updated_at, and advance the container's processed_until watermark to the records' latest
-        updated_at."""
+    def iter_due(self, endpoint: str, container: str, page_size: int = 1000) -> Iterator[list[FileRecord]]:
+        """Yield the container's live files whose processing_status is pending, in pages ordered by
+        external_id (keyset: a page's rows may leave the set while the next is read). One indexed
+        query per page; a container with nothing to do costs one query.
+        """
+
+    @abstractmethod
+    def save_processing(self, endpoint: str, records: list[FileRecord]) -> int:
+        """Store the processing columns (PROCESSING_COLUMNS) and metadata of each record, in one
+        transaction, only where the row is still the version that was processed (same updated_at,
+        not deleted): a version that changed meanwhile stays pending. updated_at is not touched.
+
+        Returns:
+            How many rows were written.
+        """
+
+    @abstractmethod
+    def requeue(self, endpoint: str, container: str | None = None, statuses: list[str] | None = None) -> int:
+        """Mark live files pending again (attempts reset), e.g. after a processor's options changed.
+
+        Args:
+            container: only this container.
+            statuses: only files in these processing statuses (all when None).
+
+        Returns:
+            How many files were re-queued.
+        """
+
+    @abstractmethod
+    def processing_counts(self, endpoint: str, container: str | None = None) -> dict[str, int]:
+        """Returns:
+        Live files per processing_status (one grouped query)."""
+
+    @abstractmethod
+    def cache_get(self, namespace: str, keys: list[str]) -> dict[str, Any]:
+        """Returns:
+        The unexpired processor_cache values of these keys."""
+
+    @abstractmethod
+    def cache_put(self, namespace: str, values: dict[str, Any], ttl: timedelta) -> None:
+        """Keep JSON values by key until now + ttl (replacing older ones)."""
+
+    @abstractmethod
+    def files_by_hash(self, hashes: list[str], endpoint: str | None = None) -> list[FileRecord]:
+        """Returns:
+        Live files whose content_hash is one of `hashes` (of `endpoint`, or of every endpoint)."""
 
     @abstractmethod
     def sync_logs(self, endpoint: str | None = None, limit: int = 100) -> list[SyncLog]:

@@ -101,6 +101,36 @@ def _common(json_type: str, ts: str, serial: str) -> tuple[str, ...]:
         )""",
     )
 
+def _processing_state(ts: str, json_type: str) -> tuple[str, ...]:
+    """Per-file processing state replaces the processed_until watermark. Rows the old watermark covered
+    and that had no processing errors keep their result; every other row is pending again."""
+    return (
+        "ALTER TABLE files ADD COLUMN processing_status TEXT",
+        "ALTER TABLE files ADD COLUMN processed_key TEXT",
+        f"ALTER TABLE files ADD COLUMN processed_at {ts}",
+        "ALTER TABLE files ADD COLUMN processing_attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE files ADD COLUMN content_hash TEXT",
+        "UPDATE files SET processing_status = 'pending'",
+        "UPDATE files SET processing_status = CASE WHEN excluded_by IS NULL THEN 'processed' ELSE 'skipped' END, "
+        "processed_key = change_key, processed_at = (SELECT s.processed_until FROM sync_state s "
+        "WHERE s.endpoint = files.endpoint AND s.container = files.container) "
+        "WHERE (processing_errors IS NULL OR processing_errors = '[]') AND updated_at <= (SELECT s.processed_until "
+        "FROM sync_state s WHERE s.endpoint = files.endpoint AND s.container = files.container)",
+        "ALTER TABLE sync_state DROP COLUMN processed_until",
+        # what is left to do is one probe of this index, whatever the container's size
+        "CREATE INDEX files_processing_due ON files (endpoint, container, external_id) "
+        "WHERE processing_status = 'pending' AND deleted_at IS NULL",
+        "CREATE INDEX files_content_hash ON files (content_hash) WHERE content_hash IS NOT NULL",
+        f"""CREATE TABLE processor_cache (
+            namespace TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value {json_type} NOT NULL,
+            expires_at {ts} NOT NULL,
+            PRIMARY KEY (namespace, key)
+        )""",
+    )
+
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -129,6 +159,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "sync_state.listing_fresh: a full listing that began on an empty container needs no sweep",
         sqlite=("ALTER TABLE sync_state ADD COLUMN listing_fresh BOOLEAN NOT NULL DEFAULT FALSE",),
         postgres=("ALTER TABLE sync_state ADD COLUMN listing_fresh BOOLEAN NOT NULL DEFAULT FALSE",),
+    ),
+)
+
+
+
+MIGRATIONS += (
+    Migration(
+        5,
+        "per-file processing state (status, change key processed, attempts) instead of processed_until; "
+        "content_hash; processor_cache",
+        sqlite=_processing_state("TEXT", "TEXT"),
+        postgres=_processing_state("TIMESTAMPTZ", "JSONB"),
     ),
 )
 

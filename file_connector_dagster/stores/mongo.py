@@ -8,7 +8,7 @@ import json
 import re
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, TypeVar
 
 import bson.errors
@@ -21,7 +21,7 @@ from pymongo.client_session import ClientSession
 
 from ..errors import StoreError, scrub
 from ..records import FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
-from .base import FILE_COLUMNS, PageTx, Store, Stored
+from .base import FILE_COLUMNS, PENDING, PageTx, Store, Stored, processing_values
 from .migrations import LATEST_VERSION
 from .protocol import INTERRUPTED, Lease
 
@@ -40,6 +40,10 @@ _INDEXES: tuple[tuple[str, list[tuple[str, int]], dict[str, Any]], ...] = (
     ("files", [("endpoint", ASCENDING), ("container", ASCENDING), ("path", ASCENDING)], {"name": "files_container_path"}),
     ("files", [("endpoint", ASCENDING), ("container", ASCENDING), ("updated_at", ASCENDING), ("external_id", ASCENDING)],
      {"name": "files_container_updated"}),
+    ("files", [("endpoint", ASCENDING), ("container", ASCENDING), ("processing_status", ASCENDING),
+               ("external_id", ASCENDING)], {"name": "files_processing_due"}),
+    ("files", [("content_hash", ASCENDING)], {"name": "files_content_hash"}),
+    ("processor_cache", [("namespace", ASCENDING), ("key", ASCENDING)], {"unique": True, "name": "processor_cache_key"}),
     ("files", [("project_id", ASCENDING)], {"name": "files_project"}),
     ("files", [("date_updated", DESCENDING)], {"name": "files_date_updated"}),
     ("endpoints", [("name", ASCENDING)], {"unique": True, "name": "endpoints_name"}),
@@ -86,13 +90,22 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _record(doc: dict[str, Any]) -> FileRecord:
-    return FileRecord(**{c: doc.get(c) for c in FILE_COLUMNS if c not in ("metadata", "processing_errors")},
-                      metadata=doc.get("metadata") or {}, processing_errors=doc.get("processing_errors") or [])
+    return FileRecord(**{c: doc.get(c) for c in FILE_COLUMNS if c not in ("metadata", "processing_errors",
+                                                                         "processing_attempts")},
+                      metadata=doc.get("metadata") or {}, processing_errors=doc.get("processing_errors") or [],
+                      processing_attempts=int(doc.get("processing_attempts") or 0))
+
+
+def _processing(record: FileRecord, saving: bool = False) -> dict[str, Any]:
+    values = processing_values(record, saving)
+    values["processed_at"] = _ms(values["processed_at"])
+    values["processing_errors"] = list(values["processing_errors"] or [])
+    return values
 
 
 def _state(doc: dict[str, Any]) -> SyncState:
     return SyncState(cursor=doc.get("cursor"), listing_in_progress=bool(doc.get("listing_in_progress")),
-                     last_sync_at=doc.get("last_sync_at"), processed_until=doc.get("processed_until"),
+                     last_sync_at=doc.get("last_sync_at"),
                      listing_fresh=bool(doc.get("listing_fresh")), running_sync=doc.get("running_sync"))
 
 
@@ -130,7 +143,7 @@ class _MongoTx(PageTx):
                       "date_created": _ms(rec.date_created), "date_updated": _ms(rec.date_updated),
                       "size": rec.size, "mime_type": rec.mime_type, "change_key": rec.change_key,
                       "project_id": rec.project_id, "user_id": rec.user_id, "metadata": _plain(rec.metadata),
-                      "deleted_at": None, "updated_at": now, "excluded_by": None, "processing_errors": None},
+                      "deleted_at": None, "updated_at": now, **_processing(rec)},
              "$setOnInsert": {"first_seen_at": now}},
             upsert=True) for rec in records], ordered=False, session=self.session)
 
@@ -163,7 +176,8 @@ class _MongoTx(PageTx):
         rest = {"$substrCP": ["$path", len(prefix), {"$strLenCP": "$path"}]}
         return self.db.files.update_many(
             self._under(endpoint, container, prefix),
-            [{"$set": {"path": {"$concat": [new_prefix, rest]}, "updated_at": _ms(now)}}],
+            [{"$set": {"path": {"$concat": [new_prefix, rest]}, "updated_at": _ms(now),
+                       "processing_status": PENDING, "processing_attempts": 0}}],
             session=self.session).matched_count
 
     def put_folders(self, endpoint: str, container: str, folders: list[Folder]) -> None:
@@ -285,7 +299,8 @@ class MongoStore(Store):
             if current is not None and current["_id"] >= SCHEMA_VERSION:
                 return int(current["_id"])
             existing = set(self.db.list_collection_names())
-            for name in ("files", "endpoints", "sync_state", "sync_logs", "folders", "listing_seen", "schema_version"):
+            for name in ("files", "endpoints", "sync_state", "sync_logs", "folders", "listing_seen", "schema_version",
+                         "processor_cache"):
                 if name not in existing:  # explicit, so writes inside a transaction never have to create one
                     try:
                         self.db.create_collection(name)
@@ -293,10 +308,26 @@ class MongoStore(Store):
                         pass  # a concurrent migrate made it
             for collection, keys, options in _INDEXES:
                 self.db[collection].create_index(keys, **options)
+            if current is not None and current["_id"] < 5:
+                self._migrate_processing_state()
             self.db.schema_version.update_one(
                 {"_id": SCHEMA_VERSION},
                 {"$setOnInsert": {"description": "collections and indexes", "applied_at": _ms(utcnow())}}, upsert=True)
         return SCHEMA_VERSION
+
+    def _migrate_processing_state(self) -> None:
+        """Version 5: per-file processing state replaces sync_state.processed_until (as in the SQL stores)."""
+        files = self.db.files
+        for state in self.db.sync_state.find({"processed_until": {"$ne": None}}):
+            files.update_many(
+                {"endpoint": state["endpoint"], "container": state["container"], "processing_status": None,
+                 "updated_at": {"$lte": state["processed_until"]}, "processing_errors": {"$in": [None, []]}},
+                [{"$set": {"processing_status": {"$cond": [{"$eq": [{"$ifNull": ["$excluded_by", None]}, None]},
+                                                          "processed", "skipped"]},
+                           "processed_key": "$change_key", "processed_at": state["processed_until"],
+                           "processing_attempts": 0}}])
+        files.update_many({"processing_status": None}, {"$set": {"processing_status": PENDING, "processing_attempts": 0}})
+        self.db.sync_state.update_many({}, {"$unset": {"processed_until": ""}})
 
     # -- endpoints and state --------------------------------------------------------------------
     def upsert_endpoint(self, name: str, type_name: str, project_id: str | None, user_id: str | None,
@@ -430,18 +461,77 @@ class MongoStore(Store):
         with self._errors(f"count files of {endpoint}"):
             return self.db.files.count_documents(query)
 
-    def apply_processing(self, endpoint: str, container: str, records: list[FileRecord]) -> None:
+    def iter_due(self, endpoint: str, container: str, page_size: int = 1000) -> Iterator[list[FileRecord]]:
+        after = ""
+        while True:  # keyset on external_id within files_processing_due
+            with self._errors(f"read files of {endpoint}/{container} due for processing"):
+                docs = list(self.db.files.find(
+                    {"endpoint": endpoint, "container": container, "processing_status": PENDING,
+                     "external_id": {"$gt": after}, "deleted_at": None}, {"_id": 0})
+                    .sort([("endpoint", ASCENDING), ("container", ASCENDING), ("processing_status", ASCENDING),
+                           ("external_id", ASCENDING)]).limit(page_size))
+            if not docs:
+                return
+            yield [_record(d) for d in docs]
+            after = docs[-1]["external_id"]
+
+    def save_processing(self, endpoint: str, records: list[FileRecord]) -> int:
         if not records:
+            return 0
+        with self._errors(f"store processing results of {endpoint}"):
+            result = self.db.files.bulk_write(
+                [UpdateOne({"endpoint": endpoint, "external_id": r.external_id, "updated_at": _ms(r.updated_at),
+                            "deleted_at": None},
+                           {"$set": {"metadata": _plain(r.metadata), **_processing(r, saving=True)}}) for r in records],
+                ordered=False)
+            return result.matched_count
+
+    def requeue(self, endpoint: str, container: str | None = None, statuses: list[str] | None = None) -> int:
+        query: dict[str, Any] = {"endpoint": endpoint, "deleted_at": None}
+        if container is not None:
+            query["container"] = container
+        if statuses:
+            query["processing_status"] = {"$in": list(statuses)}
+        with self._errors(f"re-queue files of {endpoint}"):
+            return self.db.files.update_many(
+                query, {"$set": {"processing_status": PENDING, "processing_attempts": 0}}).matched_count
+
+    def processing_counts(self, endpoint: str, container: str | None = None) -> dict[str, int]:
+        query: dict[str, Any] = {"endpoint": endpoint, "deleted_at": None}
+        if container is not None:
+            query["container"] = container
+        with self._errors(f"count processing states of {endpoint}"):
+            return {d["_id"]: int(d["n"]) for d in self.db.files.aggregate(
+                [{"$match": query}, {"$group": {"_id": "$processing_status", "n": {"$sum": 1}}}])}
+
+    def cache_get(self, namespace: str, keys: list[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        now = _ms(utcnow())
+        with self._errors(f"read {namespace} cache"):
+            for i in range(0, len(keys), _CHUNK):
+                for doc in self.db.processor_cache.find(
+                        {"namespace": namespace, "key": {"$in": keys[i:i + _CHUNK]}, "expires_at": {"$gt": now}}):
+                    found[doc["key"]] = doc["value"]
+        return found
+
+    def cache_put(self, namespace: str, values: dict[str, Any], ttl: timedelta) -> None:
+        if not values:
             return
-        latest = _ms(max(r.updated_at for r in records if r.updated_at is not None))
-        with self._errors(f"store processing results of {endpoint}/{container}"):
-            self.db.files.bulk_write(
-                [UpdateOne({"endpoint": endpoint, "external_id": r.external_id},
-                           {"$set": {"excluded_by": r.excluded_by, "processing_errors": list(r.processing_errors),
-                                     "metadata": _plain(r.metadata)}}) for r in records], ordered=False)
-            self.db.sync_state.update_one(
-                {"endpoint": endpoint, "container": container},
-                {"$max": {"processed_until": latest}, "$setOnInsert": {"updated_at": _ms(utcnow())}}, upsert=True)
+        expires = _ms(utcnow() + ttl)
+        with self._errors(f"cache {namespace} answers"):
+            self.db.processor_cache.bulk_write(
+                [UpdateOne({"namespace": namespace, "key": k}, {"$set": {"value": _plain(v), "expires_at": expires}},
+                           upsert=True) for k, v in values.items()], ordered=False)
+
+    def files_by_hash(self, hashes: list[str], endpoint: str | None = None) -> list[FileRecord]:
+        found: list[FileRecord] = []
+        with self._errors("find files by content hash"):
+            for i in range(0, len(hashes), _CHUNK):
+                query: dict[str, Any] = {"content_hash": {"$in": hashes[i:i + _CHUNK]}, "deleted_at": None}
+                if endpoint is not None:
+                    query["endpoint"] = endpoint
+                found.extend(_record(d) for d in self.db.files.find(query, {"_id": 0}))
+        return found
 
     def close(self) -> None:
         self.client.close()

@@ -7,7 +7,7 @@ import json
 import re
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, TypeVar
 
 import psycopg2
@@ -16,7 +16,7 @@ import psycopg2.extras
 
 from ..errors import StoreError, scrub
 from ..records import FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
-from .base import FILE_COLUMNS, PageTx, Store, Stored
+from .base import FILE_COLUMNS, PROCESSING_COLUMNS, PageTx, Store, Stored, processing_values
 from .migrations import MIGRATIONS
 from .protocol import INTERRUPTED, Lease
 
@@ -25,16 +25,17 @@ T = TypeVar("T")
 # Any constant works; it only has to be the same for every process migrating this database.
 _MIGRATION_LOCK_KEY = 0x46434D4947  # "FCMIG"
 _COUNT_COLUMNS = ("listed", "added", "updated", "unchanged", "deleted", "errors", "pages", "api_calls")
-# Columns a page supplies; deleted_at, first_seen_at, updated_at, excluded_by and processing_errors are the store's.
-_PAGE_COLUMNS = tuple(c for c in FILE_COLUMNS if c not in (
-    "endpoint", "container", "deleted_at", "first_seen_at", "updated_at", "excluded_by", "processing_errors"))
+# Columns a page supplies (the record's fields and processing state); the rest are the store's.
+PAGE_COLUMNS = tuple(c for c in FILE_COLUMNS if c not in (
+    "endpoint", "container", "deleted_at", "first_seen_at", "updated_at"))
 _REWRITTEN = tuple(c for c in FILE_COLUMNS if c not in ("endpoint", "external_id", "first_seen_at"))
 
 _PAGE_TABLE_DDL = """
 CREATE TEMPORARY TABLE IF NOT EXISTS page_files (
     external_id TEXT NOT NULL, title TEXT NOT NULL, path TEXT NOT NULL, file_link TEXT,
     date_created TIMESTAMPTZ, date_updated TIMESTAMPTZ, size BIGINT, mime_type TEXT, change_key TEXT,
-    project_id TEXT, user_id TEXT, metadata JSONB NOT NULL
+    project_id TEXT, user_id TEXT, metadata JSONB NOT NULL, excluded_by TEXT, processing_errors JSONB,
+    processing_status TEXT, processed_key TEXT, processed_at TIMESTAMPTZ, processing_attempts INTEGER, content_hash TEXT
 ) ON COMMIT DELETE ROWS"""
 
 # The stored rows of a page's ids in one round trip. The LIMIT 1 keeps each lookup a primary-key probe
@@ -49,8 +50,8 @@ JOIN LATERAL (
 
 # The rows COPYed into page_files, written in one statement: new ones inserted, stored ones rewritten.
 _INSERT_SQL = f"""
-INSERT INTO files ({', '.join(FILE_COLUMNS)})
-SELECT %(endpoint)s, %(container)s, {', '.join(_PAGE_COLUMNS)}, NULL, %(now)s, %(now)s, NULL, NULL
+INSERT INTO files (endpoint, container, {', '.join(PAGE_COLUMNS)}, deleted_at, first_seen_at, updated_at)
+SELECT %(endpoint)s, %(container)s, {', '.join(PAGE_COLUMNS)}, NULL, %(now)s, %(now)s
 FROM page_files
 ON CONFLICT (endpoint, external_id) DO """
 _WRITE_SQL = _INSERT_SQL + f"UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _REWRITTEN)}"
@@ -79,8 +80,25 @@ def _copy_time(value: datetime | None) -> str:
     return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
 
 
+_PENDING_COPY = "\\N\t[]\tpending\t\\N\t\\N\t0\t\\N"  # a new or changed version, decided by nobody yet
+
+
+def _copy_opt(value: str | None) -> str:
+    return "\\N" if value is None else _copy_text(value)
+
+
+def _copy_processing(rec: FileRecord) -> str:
+    if rec.processing_status in (None, "pending") and rec.content_hash is None:
+        return _PENDING_COPY
+    p = processing_values(rec)
+    return "\t".join((
+        _copy_opt(p["excluded_by"]), _copy_text(json.dumps(p["processing_errors"] or [], ensure_ascii=False)),
+        _copy_text(p["processing_status"]), _copy_opt(p["processed_key"]), _copy_time(p["processed_at"]),
+        str(int(p["processing_attempts"] or 0)), _copy_opt(p["content_hash"])))
+
+
 def copy_rows(records: list[FileRecord]) -> io.StringIO:
-    """The page's records as COPY text for page_files (also used by benchmarks/pg_upsert.py).
+    """The page's records as COPY text for page_files, PAGE_COLUMNS in order (also used by benchmarks/pg_upsert.py).
 
     The hot path of a first sync (a few microseconds a record): the text fields are checked for characters
     that need escaping once, together, and escaped one by one only when some do.
@@ -98,7 +116,7 @@ def copy_rows(records: list[FileRecord]) -> io.StringIO:
             _copy_time(rec.date_updated), "\\N" if rec.size is None else str(int(rec.size)),
             "\\N" if mime is None else mime, "\\N" if change_key is None else change_key,
             "\\N" if project_id is None else project_id, "\\N" if user_id is None else user_id,
-            _metadata_json(rec.metadata).replace("\\", "\\\\"),
+            _metadata_json(rec.metadata).replace("\\", "\\\\"), _copy_processing(rec),
         )))
     append("")
     return io.StringIO("\n".join(lines))
@@ -131,11 +149,13 @@ def _record(row: dict[str, Any]) -> FileRecord:
         change_key=row["change_key"], project_id=row["project_id"], user_id=row["user_id"],
         metadata=row["metadata"] or {}, deleted_at=row["deleted_at"], first_seen_at=row["first_seen_at"],
         updated_at=row["updated_at"], excluded_by=row["excluded_by"],
-        processing_errors=row["processing_errors"] or [],
+        processing_errors=row["processing_errors"] or [], processing_status=row["processing_status"],
+        processed_key=row["processed_key"], processed_at=row["processed_at"],
+        processing_attempts=row["processing_attempts"], content_hash=row["content_hash"],
     )
 
 
-_STATE_COLUMNS = "cursor, listing_in_progress, last_sync_at, processed_until, listing_fresh, running_sync"
+_STATE_COLUMNS = "cursor, listing_in_progress, last_sync_at, listing_fresh, running_sync"
 
 
 class _PostgresTx(PageTx):
@@ -201,8 +221,8 @@ class _PostgresTx(PageTx):
                          "AND deleted_at IS NULL", endpoint=endpoint, container=container, prefix=prefix, now=now)
 
     def move_under(self, endpoint: str, container: str, prefix: str, new_prefix: str, now: datetime) -> int:
-        return self._run(f"UPDATE files SET path = %(new)s || substr(path, %(rest)s), updated_at = %(now)s "
-                         f"WHERE {_UNDER}", endpoint=endpoint, container=container, prefix=prefix,
+        return self._run(f"UPDATE files SET path = %(new)s || substr(path, %(rest)s), updated_at = %(now)s, "
+                         f"processing_status = 'pending', processing_attempts = 0 WHERE {_UNDER}", endpoint=endpoint, container=container, prefix=prefix,
                          new=new_prefix, rest=len(prefix) + 1, now=now)
 
     def put_folders(self, endpoint: str, container: str, folders: list[Folder]) -> None:
@@ -463,24 +483,89 @@ class PostgresStore(Store):
             cur.execute(sql, (endpoint,) + ((container,) if container is not None else ()))
             return int(cur.fetchone()["n"])
 
-    def apply_processing(self, endpoint: str, container: str, records: list[FileRecord]) -> None:
+    def iter_due(self, endpoint: str, container: str, page_size: int = 1000) -> Iterator[list[FileRecord]]:
+        after = ""
+        while True:  # the literal 'pending' and deleted_at test match the partial index files_processing_due
+            with self._tx(f"read files of {endpoint}/{container} due for processing") as cur:
+                cur.execute("SELECT * FROM files WHERE endpoint = %s AND container = %s AND processing_status = 'pending' "
+                            "AND deleted_at IS NULL AND external_id > %s ORDER BY external_id LIMIT %s",
+                            (endpoint, container, after, page_size))
+                rows = cur.fetchall()
+            if not rows:
+                return
+            yield [_record(r) for r in rows]
+            after = rows[-1]["external_id"]
+
+    def save_processing(self, endpoint: str, records: list[FileRecord]) -> int:
         if not records:
+            return 0
+        values = [processing_values(r, saving=True) for r in records]
+        with self._tx(f"store processing results of {endpoint}") as cur:
+            cur.execute(
+                "UPDATE files f SET metadata = v.metadata::jsonb, excluded_by = v.excluded_by, "
+                "processing_errors = v.processing_errors::jsonb, processing_status = v.processing_status, "
+                "processed_key = v.processed_key, processed_at = v.processed_at, "
+                "processing_attempts = v.processing_attempts, content_hash = v.content_hash "
+                "FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+                "%s::timestamptz[], %s::int[], %s::text[]) AS v (external_id, updated_at, metadata, excluded_by, "
+                "processing_errors, processing_status, processed_key, processed_at, processing_attempts, content_hash) "
+                "WHERE f.endpoint = %s AND f.external_id = v.external_id AND f.updated_at = v.updated_at "
+                "AND f.deleted_at IS NULL",
+                ([r.external_id for r in records], [r.updated_at for r in records],
+                 [json.dumps(r.metadata, default=str, ensure_ascii=False) for r in records],
+                 *([v[c] if c != "processing_errors" else json.dumps(v[c] or [], ensure_ascii=False) for v in values]
+                   for c in PROCESSING_COLUMNS), endpoint))
+            return cur.rowcount
+
+    def requeue(self, endpoint: str, container: str | None = None, statuses: list[str] | None = None) -> int:
+        where, args = ["endpoint = %s", "deleted_at IS NULL"], [endpoint]
+        if container is not None:
+            where.append("container = %s")
+            args.append(container)
+        if statuses:
+            where.append("processing_status = ANY(%s)")
+            args.append(list(statuses))
+        with self._tx(f"re-queue files of {endpoint}") as cur:
+            cur.execute("UPDATE files SET processing_status = 'pending', processing_attempts = 0 WHERE "
+                        + " AND ".join(where), args)
+            return cur.rowcount
+
+    def processing_counts(self, endpoint: str, container: str | None = None) -> dict[str, int]:
+        sql, args = "SELECT processing_status AS s, count(*) AS n FROM files WHERE endpoint = %s AND deleted_at IS NULL", [endpoint]
+        if container is not None:
+            sql += " AND container = %s"
+            args.append(container)
+        with self._tx(f"count processing states of {endpoint}") as cur:
+            cur.execute(sql + " GROUP BY processing_status", args)
+            return {r["s"]: int(r["n"]) for r in cur.fetchall()}
+
+    def cache_get(self, namespace: str, keys: list[str]) -> dict[str, Any]:
+        if not keys:
+            return {}
+        with self._tx(f"read {namespace} cache") as cur:
+            cur.execute("SELECT key, value FROM processor_cache WHERE namespace = %s AND key = ANY(%s) AND expires_at > %s",
+                        (namespace, list(keys), utcnow()))
+            return {r["key"]: r["value"] for r in cur.fetchall()}
+
+    def cache_put(self, namespace: str, values: dict[str, Any], ttl: timedelta) -> None:
+        if not values:
             return
-        latest = max(r.updated_at for r in records if r.updated_at is not None)
-        with self._tx(f"store processing results of {endpoint}/{container}") as cur:
-            cur.execute(
-                "UPDATE files f SET excluded_by = v.excluded_by, processing_errors = v.processing_errors::jsonb, "
-                "metadata = v.metadata::jsonb FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
-                "AS v (external_id, excluded_by, processing_errors, metadata) "
-                "WHERE f.endpoint = %s AND f.external_id = v.external_id",
-                ([r.external_id for r in records], [r.excluded_by for r in records],
-                 [json.dumps(r.processing_errors) for r in records],
-                 [json.dumps(r.metadata, default=str, ensure_ascii=False) for r in records], endpoint))
-            cur.execute(
-                "INSERT INTO sync_state (endpoint, container, processed_until, updated_at) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (endpoint, container) DO UPDATE SET "
-                "processed_until = GREATEST(sync_state.processed_until, EXCLUDED.processed_until)",
-                (endpoint, container, latest, utcnow()))
+        with self._tx(f"cache {namespace} answers") as cur:
+            psycopg2.extras.execute_values(
+                cur, "INSERT INTO processor_cache (namespace, key, value, expires_at) VALUES %s ON CONFLICT "
+                "(namespace, key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at",
+                [(namespace, k, _json(v), utcnow() + ttl) for k, v in values.items()])
+
+    def files_by_hash(self, hashes: list[str], endpoint: str | None = None) -> list[FileRecord]:
+        if not hashes:
+            return []
+        sql, args = "SELECT * FROM files WHERE content_hash = ANY(%s) AND deleted_at IS NULL", [list(hashes)]
+        if endpoint is not None:
+            sql += " AND endpoint = %s"
+            args.append(endpoint)
+        with self._tx("find files by content hash") as cur:
+            cur.execute(sql, args)
+            return [_record(r) for r in cur.fetchall()]
 
     def close(self) -> None:
         with self._lock:

@@ -273,6 +273,9 @@ def _upsert(tx: "PageTx", endpoint: str, container: str, records: list[FileRecor
     if fresh:  # nearly every id is new: insert first, classify only what was already there
         existing = tx.insert_new(endpoint, container, records, now)
         stats.added += len(records) - len(existing)
+        for record in records:
+            if record.external_id not in existing:
+                stats.written(record)
         records = [r for r in records if r.external_id in existing]
         if not records:
             return
@@ -283,6 +286,7 @@ def _upsert(tx: "PageTx", endpoint: str, container: str, records: list[FileRecor
         setattr(stats, change, getattr(stats, change) + 1)
         if change != "unchanged":
             to_write.append(record)
+            stats.written(record)
     if to_write:
         tx.write_files(endpoint, container, to_write, now)
 

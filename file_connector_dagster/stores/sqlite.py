@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from ..errors import StoreError
 from ..records import FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
-from .base import FILE_COLUMNS, PageTx, Store, Stored
+from .base import FILE_COLUMNS, PROCESSING_COLUMNS, PageTx, Store, Stored, processing_values
 from .migrations import MIGRATIONS
 from .protocol import INTERRUPTED, Lease
 
@@ -41,19 +41,30 @@ def _row_to_record(row: sqlite3.Row) -> FileRecord:
         user_id=row["user_id"], metadata=json.loads(row["metadata"]), deleted_at=_dt(row["deleted_at"]),
         first_seen_at=_dt(row["first_seen_at"]), updated_at=_dt(row["updated_at"]),
         excluded_by=row["excluded_by"], processing_errors=json.loads(row["processing_errors"] or "[]"),
+        processing_status=row["processing_status"], processed_key=row["processed_key"],
+        processed_at=_dt(row["processed_at"]), processing_attempts=row["processing_attempts"],
+        content_hash=row["content_hash"],
     )
+
+
+def _processing_row(record: FileRecord, saving: bool = False) -> tuple:
+    """PROCESSING_COLUMNS of a row as SQLite keeps them."""
+    values = processing_values(record, saving)
+    values["processing_errors"] = json.dumps(values["processing_errors"] or [])
+    values["processed_at"] = _ts(values["processed_at"])
+    return tuple(values[c] for c in PROCESSING_COLUMNS)
 
 
 def _state(row: sqlite3.Row) -> SyncState:
     return SyncState(cursor=row["cursor"], listing_in_progress=bool(row["listing_in_progress"]),
-                     last_sync_at=_dt(row["last_sync_at"]), processed_until=_dt(row["processed_until"]),
+                     last_sync_at=_dt(row["last_sync_at"]),
                      listing_fresh=bool(row["listing_fresh"]), running_sync=row["running_sync"])
 
 
 def _file_row(endpoint: str, container: str, rec: FileRecord, now: str) -> tuple:
     return (endpoint, container, rec.external_id, rec.title, rec.path, rec.file_link, _ts(rec.date_created),
             _ts(rec.date_updated), rec.size, rec.mime_type, rec.change_key, rec.project_id, rec.user_id,
-            json.dumps(rec.metadata, default=str, ensure_ascii=False), None, now, now, None, None)
+            json.dumps(rec.metadata, default=str, ensure_ascii=False), None, now, now, *_processing_row(rec))
 
 
 def _chunks(ids: list[str]) -> Iterator[list[str]]:
@@ -121,7 +132,8 @@ class _SQLiteTx(PageTx):
                                  (_ts(now), _ts(now), endpoint, container, len(prefix), prefix)).rowcount
 
     def move_under(self, endpoint: str, container: str, prefix: str, new_prefix: str, now: datetime) -> int:
-        return self.conn.execute(f"UPDATE files SET path = ? || substr(path, ?), updated_at=? WHERE {self._UNDER}",
+        return self.conn.execute(f"UPDATE files SET path = ? || substr(path, ?), updated_at=?, "
+                                 f"processing_status='pending', processing_attempts=0 WHERE {self._UNDER}",
                                  (new_prefix, len(prefix) + 1, _ts(now), endpoint, container, len(prefix),
                                   prefix)).rowcount
 
@@ -338,19 +350,82 @@ class SQLiteStore(Store):
         sql += "" if include_deleted else " AND deleted_at IS NULL"
         return self.conn.execute(sql, (endpoint,) + ((container,) if container is not None else ())).fetchone()[0]
 
-    def apply_processing(self, endpoint: str, container: str, records: list[FileRecord]) -> None:
+    def iter_due(self, endpoint: str, container: str, page_size: int = 1000) -> Iterator[list[FileRecord]]:
+        after = ""
+        while True:  # the literal 'pending' and deleted_at test let SQLite use the partial index
+            rows = self.conn.execute(
+                "SELECT * FROM files WHERE endpoint=? AND container=? AND processing_status = 'pending' "
+                "AND deleted_at IS NULL AND external_id > ? ORDER BY external_id LIMIT ?",
+                (endpoint, container, after, page_size)).fetchall()
+            if not rows:
+                return
+            yield [_row_to_record(r) for r in rows]
+            after = rows[-1]["external_id"]
+
+    def save_processing(self, endpoint: str, records: list[FileRecord]) -> int:
         if not records:
-            return
-        latest = max(r.updated_at for r in records if r.updated_at is not None)
-        with self._tx(f"store processing results of {endpoint}/{container}") as conn:
-            conn.executemany(
-                "UPDATE files SET excluded_by=?, processing_errors=?, metadata=? WHERE endpoint=? AND external_id=?",
-                [(r.excluded_by, json.dumps(r.processing_errors), json.dumps(r.metadata, default=str, ensure_ascii=False),
-                  endpoint, r.external_id) for r in records])
-            conn.execute(
-                "INSERT INTO sync_state (endpoint, container, processed_until, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (endpoint, container) DO UPDATE SET processed_until=MAX(COALESCE(sync_state.processed_until, ''), "
-                "excluded.processed_until)", (endpoint, container, _ts(latest), _ts(utcnow())))
+            return 0
+        columns = ", ".join(f"{c}=?" for c in PROCESSING_COLUMNS)
+        written = 0
+        with self._tx(f"store processing results of {endpoint}") as conn:
+            for rec in records:  # one statement a row, in one transaction (SQLite has no UPDATE ... FROM VALUES cost)
+                cur = conn.execute(
+                    f"UPDATE files SET {columns}, metadata=? WHERE endpoint=? AND external_id=? AND updated_at=? "
+                    "AND deleted_at IS NULL",
+                    (*_processing_row(rec, saving=True), json.dumps(rec.metadata, default=str, ensure_ascii=False), endpoint,
+                     rec.external_id, _ts(rec.updated_at)))
+                written += cur.rowcount
+        return written
+
+    def requeue(self, endpoint: str, container: str | None = None, statuses: list[str] | None = None) -> int:
+        where, args = ["endpoint=?", "deleted_at IS NULL"], [endpoint]
+        if container is not None:
+            where.append("container=?")
+            args.append(container)
+        if statuses:
+            where.append(f"processing_status IN ({','.join('?' * len(statuses))})")
+            args.extend(statuses)
+        with self._tx(f"re-queue files of {endpoint}") as conn:
+            return conn.execute("UPDATE files SET processing_status='pending', processing_attempts=0 WHERE "
+                                + " AND ".join(where), args).rowcount
+
+    def processing_counts(self, endpoint: str, container: str | None = None) -> dict[str, int]:
+        sql = "SELECT processing_status, count(*) FROM files WHERE endpoint=? AND deleted_at IS NULL"
+        args: tuple = (endpoint,)
+        if container is not None:
+            sql, args = sql + " AND container=?", (endpoint, container)
+        return {r[0]: r[1] for r in self.conn.execute(sql + " GROUP BY processing_status", args)}
+
+    def cache_get(self, namespace: str, keys: list[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        now = _ts(utcnow())
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i:i + _CHUNK]
+            for key, value in self.conn.execute(
+                    f"SELECT key, value FROM processor_cache WHERE namespace=? AND expires_at > ? "
+                    f"AND key IN ({','.join('?' * len(chunk))})", (namespace, now, *chunk)):
+                found[key] = json.loads(value)
+        return found
+
+    def cache_put(self, namespace: str, values: dict[str, Any], ttl: timedelta) -> None:
+        expires = _ts(utcnow() + ttl)
+        with self._tx(f"cache {namespace} answers") as conn:
+            conn.executemany("INSERT INTO processor_cache VALUES (?, ?, ?, ?) ON CONFLICT (namespace, key) "
+                             "DO UPDATE SET value=excluded.value, expires_at=excluded.expires_at",
+                             [(namespace, k, json.dumps(v, default=str), expires) for k, v in values.items()])
+
+    def files_by_hash(self, hashes: list[str], endpoint: str | None = None) -> list[FileRecord]:
+        found: list[FileRecord] = []
+        for i in range(0, len(hashes), _CHUNK):
+            chunk = hashes[i:i + _CHUNK]
+            sql = (f"SELECT * FROM files WHERE content_hash IN ({','.join('?' * len(chunk))}) "
+                   "AND content_hash IS NOT NULL AND deleted_at IS NULL")
+            args: list = list(chunk)
+            if endpoint is not None:
+                sql += " AND endpoint=?"
+                args.append(endpoint)
+            found.extend(_row_to_record(r) for r in self.conn.execute(sql, args))
+        return found
 
     def close(self) -> None:
         self.conn.close()

@@ -76,6 +76,12 @@ def iso_after_epoch(seconds: int) -> str:
     return f"{day}T{hours:02d}:{rest // 60:02d}:{rest % 60:02d}Z"
 
 
+def content_bytes(item_id: str, content: int, size: int) -> bytes:
+    """A file's bytes in the fake: `size` bytes determined by the item and its content version."""
+    unit = f"{item_id}:{content}|".encode()
+    return (unit * (size // len(unit) + 1))[:size]
+
+
 class RawJSON(str):
     """A response body that is already JSON text; the handler sends it as it is."""
 
@@ -617,6 +623,8 @@ class FakeGraph:
             drive = next(iter(self.drives.values()))
             return 200, {}, {"edited": drive.edit_spread(int(query.get("count", "1")))}
         self.requests.append((method, raw_path))
+        if path.startswith("/_download/"):
+            return self._download(path, query, headers)
         if not path.startswith("/v1.0/"):
             return self._identity(method, path, body)
         fault = self._fault_for(path)
@@ -635,6 +643,21 @@ class FakeGraph:
                 return 401, {"WWW-Authenticate": 'Bearer realm=""'}, _graph_error(
                     "InvalidAuthenticationToken", "Access token has expired or is not valid yet.")
             return self._graph(path.removeprefix("/v1.0"), query)
+
+    def _download(self, path: str, query: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        self.counts["download"] += 1
+        if headers.get("authorization"):
+            self.counts["download_with_token"] += 1  # the bearer token must never reach the download host
+            return 400, {}, {"error": {"code": "invalidRequest", "message": "unexpected Authorization header"}}
+        _, _, drive_id, item_id = path.split("/", 3)
+        drive = self.drives.get(drive_id)
+        s = drive.state(item_id) if drive else None
+        if s is None or s["deleted"]:
+            return 404, {}, _graph_error("itemNotFound", "The resource could not be found.")
+        signature = hashlib.sha256(f"{drive_id}/{item_id}:{s['content']}".encode()).hexdigest()[:32]
+        if query.get("tempauth") != signature:
+            return 401, {}, _graph_error("unauthenticated", "The download URL has expired")
+        return 200, {"Content-Type": "application/octet-stream"}, content_bytes(item_id, s["content"], s["size"])
 
     def _fault_response(self, fault: Fault) -> tuple[int, dict[str, str], Any]:
         self.counts[f"fault{fault.status}"] += 1
@@ -716,6 +739,17 @@ class FakeGraph:
                 return 200, {}, drive.drive_json()
             if segs[2:] == ["root", "delta"]:
                 return self._delta(drive, query)
+            if len(segs) == 5 and segs[2] == "items" and segs[4] == "content":
+                self.counts["content"] += 1
+                s = drive.state(segs[3])
+                if s is None or s["deleted"] or s["kind"] != "file":
+                    return 404, {}, _graph_error("itemNotFound", "The resource could not be found.")
+                # like SharePoint: a short-lived pre-authenticated URL on another host (localhost here, so a
+                # client that forwards the bearer token there would be caught by _download)
+                signature = hashlib.sha256(f"{drive.id}/{s['id']}:{s['content']}".encode()).hexdigest()[:32]
+                port = self.server.server_address[1] if self.server else 0
+                location = f"https://localhost:{port}/_download/{quote(drive.id)}/{quote(s['id'])}?tempauth={signature}"
+                return 302, {"Location": location}, {}
             if len(segs) == 4 and segs[2] == "items":
                 self.counts["item"] += 1
                 s = drive.state(segs[3])
@@ -796,9 +830,13 @@ class _Handler(BaseHTTPRequestHandler):
             status, extra, payload = self.graph.handle(method, self.path, headers, body)
         except Exception as exc:  # a bug in the fake: answer 500 so the test sees it
             status, extra, payload = 500, {}, _graph_error("fakeBug", f"{type(exc).__name__}: {exc}")
-        data = payload.encode() if isinstance(payload, RawJSON) else json.dumps(payload).encode()
+        if isinstance(payload, bytes):
+            data = payload
+        else:
+            data = payload.encode() if isinstance(payload, RawJSON) else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; odata.metadata=minimal")
+        if "Content-Type" not in extra:
+            self.send_header("Content-Type", "application/json; odata.metadata=minimal")
         self.send_header("Content-Length", str(len(data)))
         for key, value in extra.items():
             self.send_header(key, value)

@@ -320,32 +320,79 @@ def test_iter_files_keyset_pages_and_changed_since(store):
     assert list(store.iter_files(ENDPOINT, "nothing-here")) == []
 
 
-def test_apply_processing_results_and_watermark(store):
-    apply(store, rec(1), rec(2), rec(3))
-    tick()
-    apply(store, rec(3, change_key="v2"))
-    records = [r for p in store.iter_files(ENDPOINT, C) for r in p]
-    before = {r.external_id: r.updated_at for r in records}
-    records[0].excluded_by = "extension_filter"
-    records[1].processing_errors = ["hash: cannot read"]
-    records[1].metadata = {**records[1].metadata, "sha256": "abc"}
-    store.apply_processing(ENDPOINT, C, records[:2])
-    assert store.sync_state(ENDPOINT, C).processed_until == max(r.updated_at for r in records[:2])
-    store.apply_processing(ENDPOINT, C, records)
-    assert store.sync_state(ENDPOINT, C).processed_until == before["f3"]
-    store.apply_processing(ENDPOINT, C, records[:1])  # older results never move the watermark back
-    assert store.sync_state(ENDPOINT, C).processed_until == before["f3"]
-    assert store.sync_state(ENDPOINT, C).cursor == "cur"
+def due(store, container: str = C, page_size: int = 1000) -> list[str]:
+    return [r.external_id for p in store.iter_due(ENDPOINT, container, page_size) for r in p]
 
+
+def test_processing_state_per_file(store):
+    """Every new or changed version is due exactly until its result is saved; unchanged files never are."""
+    apply(store, *(rec(n) for n in range(1, 6)))
+    assert due(store, page_size=2) == ["f1", "f2", "f3", "f4", "f5"]
+    batch = next(store.iter_due(ENDPOINT, C, 3))
+    before = {k: f.updated_at for k, f in all_files(store).items()}
+    f1, f2, f3 = batch
+    f1.processing_status, f1.processed_key = "processed", f1.change_key
+    f1.metadata = {**f1.metadata, "processors": {"content_hash": {"sha256": "ab"}}}
+    f1.content_hash = "sha256:ab"
+    f2.processing_status, f2.excluded_by = "skipped", "filter"
+    f3.processing_status, f3.processing_attempts, f3.processing_errors = "pending", 1, ["hash: boom"]
+    assert store.save_processing(ENDPOINT, batch) == 3
+    assert due(store) == ["f3", "f4", "f5"]
     files = all_files(store)
-    assert files[records[0].external_id].excluded_by == "extension_filter"
-    assert files[records[1].external_id].processing_errors == ["hash: cannot read"]
-    assert files[records[1].external_id].metadata["sha256"] == "abc"
-    assert {k: f.updated_at for k, f in files.items()} == before  # processing is not a change
-    # a changed file clears what processors said about its old version
-    apply(store, rec(1, change_key="v9"), rec(2, change_key="v9"))
+    assert {k: f.updated_at for k, f in files.items()} == before  # a result is not a change of the file
+    assert (files["f1"].processing_status, files["f1"].processed_key, files["f1"].content_hash) == ("processed", "v1", "sha256:ab")
+    assert files["f1"].metadata["processors"] == {"content_hash": {"sha256": "ab"}}
+    assert (files["f2"].processing_status, files["f2"].excluded_by) == ("skipped", "filter")
+    assert (files["f3"].processing_attempts, files["f3"].processing_errors) == (1, ["hash: boom"])
+    assert store.processing_counts(ENDPOINT, C) == {"processed": 1, "skipped": 1, "pending": 3}
+
+    tick()
+    apply(store, rec(1), rec(2), rec(4, change_key="v2"))  # unchanged files stay decided
+    assert due(store) == ["f3", "f4", "f5"]
+    stale = next(store.iter_due(ENDPOINT, C, 1))  # f3 as read now
+    tick()
+    apply(store, rec(1, change_key="v2"), rec(3, change_key="v2"))  # changed: due again, old results gone
+    stale[0].processing_status = "processed"
+    assert store.save_processing(ENDPOINT, stale) == 0  # results for an older version are not saved
     files = all_files(store)
-    assert files["f1"].excluded_by is None and files["f2"].processing_errors == []
+    assert due(store) == ["f1", "f3", "f4", "f5"]
+    assert files["f1"].metadata.get("processors") is None and files["f1"].processed_key is None
+    assert files["f3"].processing_attempts == 0 and files["f3"].processing_errors == []
+
+    store.apply_page(ENDPOINT, C, ChangePage(deletions=["f5"], cursor="d"))
+    assert due(store) == ["f1", "f3", "f4"]  # tombstones are not processed
+    assert store.requeue(ENDPOINT, C, statuses=["skipped"]) == 1
+    assert due(store) == ["f1", "f2", "f3", "f4"]
+
+
+def test_decisions_made_while_listing_are_stored_with_the_rows(store):
+    decided = rec(1)
+    decided.processing_status, decided.excluded_by, decided.processed_key = "skipped", "filter", "v1"
+    stats = apply(store, decided, rec(2))
+    assert stats.added == 2 and stats.decided == {"skipped": 1}
+    assert due(store) == ["f2"]
+    assert all_files(store)["f1"].excluded_by == "filter"
+    tick()
+    assert apply(store, decided, rec(2)).decided == {}  # unchanged rows are not written again
+    # a folder move re-paths files: their path-based decisions are due again
+    store.apply_page(ENDPOINT, C, ChangePage(moves=[("folder", "renamed")], cursor="m"))
+    assert due(store) == ["f1", "f2"]
+
+
+def test_processor_cache_and_files_by_hash(store):
+    store.cache_put("virustotal", {"sha256:aa": {"malicious": 0}, "sha256:bb": {"malicious": 2}}, timedelta(hours=1))
+    store.cache_put("virustotal", {"sha256:cc": {"malicious": 1}}, timedelta(seconds=-1))  # already expired
+    assert store.cache_get("virustotal", ["sha256:aa", "sha256:bb", "sha256:cc", "x"]) == {
+        "sha256:aa": {"malicious": 0}, "sha256:bb": {"malicious": 2}}
+    store.cache_put("virustotal", {"sha256:aa": {"malicious": 5}}, timedelta(hours=1))
+    assert store.cache_get("virustotal", ["sha256:aa"]) == {"sha256:aa": {"malicious": 5}}
+    assert store.cache_get("other", ["sha256:aa"]) == {}
+
+    apply(store, rec(1, content_hash="sha256:aa"), rec(2, content_hash="sha256:aa"), rec(3, content_hash="sha256:bb"))
+    store.apply_page("elsewhere", C, ChangePage(upserts=[rec(9, content_hash="sha256:aa", endpoint="elsewhere")], cursor="c"))
+    assert {r.external_id for r in store.files_by_hash(["sha256:aa"], ENDPOINT)} == {"f1", "f2"}
+    assert {(r.endpoint, r.external_id) for r in store.files_by_hash(["sha256:aa", "sha256:zz"])} == {
+        (ENDPOINT, "f1"), (ENDPOINT, "f2"), ("elsewhere", "f9")}
 
 
 # -- end to end through the engine ----------------------------------------------------------------------------

@@ -84,3 +84,26 @@ def test_bad_database_name_and_unreachable_server():
             store.migrate()
     message = str(caught.value)
     assert message.startswith("mongo:127.0.0.1:1/inv: migrate: ") and "s3cret" not in message
+
+
+def test_upgrade_to_per_file_processing_state(mongo_uri, mongo_db):
+    """Version 5 in MongoDB: the processed_until watermark becomes per-file state, as in the SQL stores."""
+    from datetime import timezone
+
+    t = lambda day: datetime(2026, 1, day, tzinfo=timezone.utc)  # noqa: E731
+    with pymongo.MongoClient(mongo_uri) as client:
+        db = client[mongo_db]
+        db.schema_version.insert_one({"_id": 4, "description": "collections and indexes"})
+        db.sync_state.insert_one({"endpoint": ENDPOINT, "container": "c", "cursor": "x", "processed_until": t(2)})
+        for n, (day, excluded, errors) in enumerate([(1, None, []), (1, "glob_filter", []), (1, None, ["x: boom"]),
+                                                     (3, None, [])]):
+            db.files.insert_one({"endpoint": ENDPOINT, "container": "c", "external_id": f"f{n}", "title": f"f{n}",
+                                 "path": f"f{n}", "metadata": {}, "change_key": "v1", "first_seen_at": t(day),
+                                 "updated_at": t(day), "deleted_at": None, "excluded_by": excluded,
+                                 "processing_errors": errors})
+    with MongoStore(mongo_uri, mongo_db) as store:
+        assert store.migrate() == LATEST_VERSION
+        files = all_files(store)
+        assert {k: (f.processing_status, f.processed_key) for k, f in files.items()} == {
+            "f0": ("processed", "v1"), "f1": ("skipped", "v1"), "f2": ("pending", None), "f3": ("pending", None)}
+        assert [r.external_id for p in store.iter_due(ENDPOINT, "c") for r in p] == ["f2", "f3"]
