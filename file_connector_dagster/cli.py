@@ -111,7 +111,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 partition_key=container, instance=instance, raise_on_error=False,
                 tags={"file_connector/trigger": "cli"},
                 run_config={
-                    "ops": {listing_op: {"config": {"full": args.full}}},
+                    "ops": {listing_op: {"config": {"full": args.full,
+                                                    "allow_mass_delete": args.allow_mass_delete}}},
                     "loggers": {"console": {"config": {"log_level": log_level}}},
                 },
             )
@@ -229,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--endpoint", help="only this endpoint")
     sync.add_argument("--container", help="only this container (needs --endpoint when several are active)")
     sync.add_argument("--full", action="store_true", help="list everything again instead of a delta")
+    sync.add_argument("--allow-mass-delete", action="store_true",
+                      help="let this sync tombstone more than the delete_guard allows (files really gone)")
     sync.add_argument("--verbose", "-v", action="store_true", help="show Dagster's run log")
     sync.set_defaults(func=cmd_sync)
     status = sub.add_parser("status", parents=[common], help="last sync per endpoint and container")

@@ -215,6 +215,20 @@ class ScheduleConfig(_Strict):
         return value
 
 
+class DeleteGuardConfig(_Strict):
+    """The mass-deletion guard (stores/protocol.py DeleteGuard): a sync that would tombstone more than
+    max_share of a container's live files, or more than max_count files, fails and tombstones nothing."""
+
+    max_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    max_count: int | None = Field(default=None, ge=0)
+    allow_mass_delete: bool = False  # the override; --allow-mass-delete / run config do it for one run
+
+    def guard(self, allow: bool = False) -> Any:
+        from .stores.protocol import DeleteGuard
+
+        return DeleteGuard(self.max_share, self.max_count, allow or self.allow_mass_delete)
+
+
 class ProcessorConfig(BaseModel):
     """One processor of an endpoint: its type, an optional name (the key of its results under
     metadata.processors; default the type) and its options (validated by the processor's Options)."""
@@ -264,6 +278,7 @@ class EndpointConfig(_Strict):
     is_active: bool = True
     schedule: ScheduleConfig | None = None
     processors: list[ProcessorConfig] = Field(default_factory=list)
+    delete_guard: DeleteGuardConfig = Field(default_factory=DeleteGuardConfig)  # default: the top-level one
 
     @field_validator("name")
     @classmethod
@@ -364,12 +379,16 @@ class ConnectorConfig(_Strict):
     store: StoreConfig = Field(default_factory=SQLiteStoreConfig)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
+    delete_guard: DeleteGuardConfig = Field(default_factory=DeleteGuardConfig)  # for endpoints without their own
     base_dir: Path = Field(default=Path("."), exclude=True)  # relative paths resolve against it
 
     @model_validator(mode="after")
     def _unique(self) -> "ConnectorConfig":
         for i, problem in _name_problems([ep.name for ep in self.endpoints]):
             raise ValueError(f"endpoint {self.endpoints[i].name!r}: {problem}")
+        for ep in self.endpoints:
+            if "delete_guard" not in ep.model_fields_set:
+                ep.delete_guard = self.delete_guard
         return self
 
     def endpoint(self, name: str) -> EndpointConfig:

@@ -21,6 +21,7 @@ from .resources import FileConnectorResource
 
 class ListingConfig(Config):
     full: bool = False  # forget the cursor and list the container again (deletions found at the end)
+    allow_mass_delete: bool = False  # let this run tombstone more than the endpoint's delete_guard allows
 
 
 def listing_key(endpoint_name: str) -> AssetKey:
@@ -70,7 +71,8 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
                 raise redacted(exc)
             raise Failure(description=error_text(exc), allow_retries=False) from None
         # nothing is read yet: the IO manager takes the container's lease, then reads its cursor
-        return open_changes(source, context.partition_key, full=config.full,
+        guard = connector.endpoint(name).delete_guard.guard(allow=config.allow_mass_delete)
+        return open_changes(source, context.partition_key, full=config.full, guard=guard,
                             processors=build_processors(endpoint.processors))
 
     @asset(

@@ -2,6 +2,7 @@
 stores, secrets) is built from it when a run executes, never at definitions load time."""
 
 
+import os
 from functools import lru_cache
 
 from dagster import ConfigurableResource
@@ -12,8 +13,21 @@ from ..stores import Store, open_store
 
 
 @lru_cache(maxsize=8)
-def _cached_config(path: str) -> ConnectorConfig:
+def _load_config(path: str, version: tuple[int, int]) -> ConnectorConfig:
     return load_config(path)
+
+
+def _cached_config(path: str) -> ConnectorConfig:
+    """connector.yaml parsed once per version of the file (an edited file is read again)."""
+    try:
+        st = os.stat(path)
+        version = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        version = (0, 0)  # load_config reports the missing file
+    return _load_config(path, version)
+
+
+_cached_config.cache_clear = _load_config.cache_clear  # type: ignore[attr-defined]
 
 
 class FileConnectorResource(ConfigurableResource):

@@ -184,6 +184,7 @@ class _Budget:
         self.guard, self.live, self.where, self.spent = guard, live, where, 0
 
     def check(self, more: int) -> None:
+        """Raise MassDeleteError if `more` tombstones on top of those already made are too many."""
         self.guard.check(self.where, self.spent + more, self.live)
 
     def fits(self, more: int) -> bool:
@@ -219,22 +220,20 @@ def _apply(tx: "PageTx", store: "Store", endpoint: str, container: str, page: Ch
         if state.cursor != expect.cursor:
             raise StoreError(f"{store.label}: {endpoint}/{container}: the stored cursor moved under this sync "
                              "(another sync committed meanwhile); page not committed", retryable=True)
+    if budget is not None:  # the guard decides before anything is written (not every store can roll back)
+        doomed = sum(tx.count_under(endpoint, container, old + "/") for old, new in page.moves if new is None)
+        if page.deletions:  # counted only when they might be too many
+            doomed += (len(page.deletions) if budget.fits(doomed + len(page.deletions))
+                       else tx.count_live(endpoint, page.deletions))
+        budget.check(doomed)
     tombstones = 0
-
-    def guard(more: int) -> None:
-        if budget is not None and more:
-            budget.check(tombstones + more)
-
     for old, new in page.moves:
         prefix = old + "/"
         if new is None:
-            guard(tx.count_under(endpoint, container, prefix))
             tombstones += tx.tombstone_under(endpoint, container, prefix, now)
         else:
             stats.updated += tx.move_under(endpoint, container, prefix, new + "/", now)
     if page.deletions:
-        if budget is not None and not budget.fits(tombstones + len(page.deletions)):
-            guard(tx.count_live(endpoint, page.deletions))  # only counted when they might be too many
         tombstones += tx.tombstone(endpoint, page.deletions, now)
 
     fresh = False
@@ -256,7 +255,8 @@ def _apply(tx: "PageTx", store: "Store", endpoint: str, container: str, page: Ch
         if page.last and not page.listing_incomplete and not fresh:
             unseen = tx.count_unseen(endpoint, container)
             if unseen:
-                guard(unseen)
+                if budget is not None:
+                    budget.check(tombstones + unseen)
                 tombstones += tx.tombstone_unseen(endpoint, container, now)
         if page.last and not fresh:
             tx.clear_seen(endpoint, container)

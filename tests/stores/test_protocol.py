@@ -10,7 +10,7 @@ import pytest
 from file_connector_dagster.engine import commit_changes, open_changes, sync_container
 from file_connector_dagster.errors import StoreError
 from file_connector_dagster.records import ChangePage
-from file_connector_dagster.stores.protocol import ContainerSync
+from file_connector_dagster.stores.protocol import ContainerSync, DeleteGuard, MassDeleteError
 
 from .helpers import ENDPOINT, ListSource, all_files, rec
 
@@ -96,3 +96,75 @@ def test_a_page_commits_only_on_the_cursor_it_continues_from(store):
     sync.finish(RuntimeError("stopped"))
     assert live(store) == everything  # the would-be sweep of 29 files did not happen
     assert store.sync_state(ENDPOINT, C).cursor == "moved-by-someone-else"
+
+
+# -- defect 2: the mass-delete guard -----------------------------------------------------------------------
+def test_an_empty_relisting_tombstones_nothing_until_allowed(store):
+    """A root replaced by an empty folder (or a re-enumeration that comes back empty): the sweep would
+    tombstone every file. The sync fails with one line; nothing is tombstoned, the cursor stays."""
+    files, everything = first_listing(store, n=40)
+    cursor_before = store.sync_state(ENDPOINT, C).cursor
+    emptied = ListSource({C: []}, page_size=100)
+    with pytest.raises(MassDeleteError) as caught:
+        sync_container(emptied, store, C, full=True)
+    message = str(caught.value)
+    assert "\n" not in message and not caught.value.retryable
+    assert message.startswith(f"endpoint '{ENDPOINT}', container '{C}': this sync would tombstone 40 files "
+                              "(100% of 40 live, more than max_share=0.5); nothing of it was tombstoned")
+    assert "--allow-mass-delete" in message
+    assert live(store) == everything and store.sync_state(ENDPOINT, C).cursor == cursor_before
+    log = store.sync_logs(ENDPOINT)[0]
+    assert log.status == "failed" and "would tombstone 40 files" in log.error
+
+    stats = sync_container(emptied, store, C, full=True, guard=DeleteGuard(allow=True))
+    assert (stats.status, stats.deleted) == ("success", 40) and live(store) == set()
+
+
+def test_guard_counts_every_kind_of_tombstone_across_pages(store):
+    """Deletions reported by a delta, folders moved out and the sweep all count, summed over the sync."""
+    _, everything = first_listing(store, n=40)
+    # 15 deletions in one page: more than half of 40? no, but more than max_count=12
+    with ContainerSync(store, ENDPOINT, C, DeleteGuard(max_count=12)) as sync:
+        base = sync.cursor
+        sync.apply(ChangePage(deletions=[f"f{i}" for i in range(5)], cursor="p1"))  # 5 so far: fine
+        with pytest.raises(MassDeleteError, match="would tombstone 13 files .*more than max_count=12"):
+            sync.apply(ChangePage(deletions=[f"f{i}" for i in range(5, 13)], cursor="p2"))
+    assert live(store) == everything - {f"f{i}" for i in range(5)}
+    assert store.sync_state(ENDPOINT, C).cursor == "p1" != base
+
+    # a folder deleted at the source (a move to None) over the share: d0..d4 hold 7 of the 35 live files each
+    with pytest.raises(MassDeleteError, match=r"would tombstone 21 files \(60% of 35 live"):
+        with ContainerSync(store, ENDPOINT, C) as sync:
+            sync.apply(ChangePage(moves=[("d1", None), ("d2", None), ("d3", None)], cursor="p3"))
+    assert len(live(store)) == 35
+
+    # small deletions never trip the share rule: 3 of 4 files of a tiny container
+    tiny = {"tiny": [rec(f"t{i}", path=f"t/{i}") for i in range(4)]}
+    sync_container(ListSource(tiny), store, "tiny")
+    stats = sync_container(ListSource({"tiny": tiny["tiny"][:1]}), store, "tiny", full=True)
+    assert stats.deleted == 3
+
+
+def test_guard_on_a_standalone_style_store_counts_before_writing(store):
+    """The guard decides before it writes a tombstone (a MongoDB without transactions cannot roll back)."""
+    _, everything = first_listing(store, n=40)
+    writes: list[str] = []
+    real = store.in_transaction
+
+    def spy(operation, work):
+        def watched(tx):
+            for name in ("tombstone", "tombstone_under", "tombstone_unseen"):
+                original = getattr(tx, name)
+                setattr(tx, name, lambda *a, _o=original, _n=name: writes.append(_n) or _o(*a))
+            return work(tx)
+        return real(operation, watched)
+
+    store.in_transaction = spy
+    with pytest.raises(MassDeleteError):
+        sync_container(ListSource({C: []}), store, C, full=True)
+    for page in (ChangePage(deletions=[f"f{i}" for i in range(30)], cursor="d"),
+                 ChangePage(moves=[("d1", None), ("d2", None), ("d3", None)], cursor="m")):
+        with pytest.raises(MassDeleteError):
+            with ContainerSync(store, ENDPOINT, C) as sync:
+                sync.apply(page)
+    assert writes == [] and live(store) == everything
