@@ -20,6 +20,10 @@ _SETTABLE = tuple(c for c in FILE_COLUMNS if c not in ("endpoint", "external_id"
 _CHUNK = 500  # ids per IN (...) list, under SQLite's variable limit
 
 
+# One encoder for every record: json.dumps with options builds a new JSONEncoder per call.
+_metadata_json = json.JSONEncoder(default=str, ensure_ascii=False).encode
+
+
 def _ts(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -64,7 +68,7 @@ def _state(row: sqlite3.Row) -> SyncState:
 def _file_row(endpoint: str, container: str, rec: FileRecord, now: str) -> tuple:
     return (endpoint, container, rec.external_id, rec.title, rec.path, rec.file_link, _ts(rec.date_created),
             _ts(rec.date_updated), rec.size, rec.mime_type, rec.change_key, rec.project_id, rec.user_id,
-            json.dumps(rec.metadata, default=str, ensure_ascii=False), None, now, now, *_processing_row(rec))
+            _metadata_json(rec.metadata), None, now, now, *_processing_row(rec))
 
 
 def _chunks(ids: list[str]) -> Iterator[list[str]]:
