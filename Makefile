@@ -1,13 +1,14 @@
 PYTHON ?= python3
 
-.PHONY: install test bench bench-processing bench-drive sync dev
+.PHONY: install test bench bench-processing bench-runs bench-drive sync dev
 
 install:
 	$(PYTHON) -m pip install -q -e .
 
-# Installs the test dependencies, makes sure the local PostgreSQL answers, runs the whole suite.
+# Installs the test dependencies (Debian's chromium for the browser test included), makes sure the local PostgreSQL answers, runs the whole suite.
 test:
 	$(PYTHON) -m pip install -q -e ".[test]"
+	@test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -n | tail -1) main start
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 	$(PYTHON) -m pytest -q
@@ -37,3 +38,7 @@ dev: install
 # files of 1 MB against sha256sum, in one run (prints figures and ratios; not part of `make test`).
 bench-processing: install
 	$(PYTHON) benchmarks/processing_bench.py --files 100000 --hash-files 1000
+
+# A sync through Dagster's daemon next to the CLI sync of the same container (prints seconds and ratios).
+bench-runs: install
+	$(PYTHON) benchmarks/run_overhead.py --containers 8

@@ -105,8 +105,9 @@ def test_discovery_sensor_adds_partitions_once(workdir):
         with build_sensor_context(instance_ref=instance.get_ref(), resources=defs.resources) as context:
             result = sensor(context)
         assert isinstance(result, SensorResult)
-        assert sorted(r.partition_key for r in result.run_requests) == ["alpha", "beta"]
-        assert {r.run_key for r in result.run_requests} == {"first-sync:team-share:alpha", "first-sync:team-share:beta"}
+        # one run for both new containers (a partition range), not one each
+        assert [(r.run_key, r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+                for r in result.run_requests] == [("first-sync:team-share:alpha..beta", "alpha", "beta")]
         assert result.dynamic_partitions_requests[0].partition_keys == ["alpha", "beta"]
         instance.add_dynamic_partitions("team_share_containers", ["alpha", "beta"])
         (workdir / "share/gamma").mkdir()
@@ -127,8 +128,14 @@ def test_schedule_requests_every_container(workdir):
         assert not skipped.run_requests and "no containers yet" in skipped.skip_message
         instance.add_dynamic_partitions("team_share_containers", ["alpha", "beta"])
         data = schedule.evaluate_tick(build_schedule_context(instance=instance, scheduled_execution_time=tick, repository_def=defs.get_repository_def()))
-        assert [(r.partition_key, r.run_key) for r in data.run_requests] == [
-            ("alpha", f"team-share:alpha:{tick.isoformat()}"), ("beta", f"team-share:beta:{tick.isoformat()}")]
+        assert [(r.run_key, r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+                for r in data.run_requests] == [(f"team-share:{tick.isoformat()}:alpha..beta", "alpha", "beta")]
+        # many containers: 25 to a run
+        instance.add_dynamic_partitions("team_share_containers", [f"c{i:02}" for i in range(60)])
+        data = schedule.evaluate_tick(build_schedule_context(instance=instance, scheduled_execution_time=tick, repository_def=defs.get_repository_def()))
+        assert [(r.tags.get("dagster/asset_partition_range_start"), r.tags.get("dagster/asset_partition_range_end"),
+                 r.partition_key) for r in data.run_requests] == [
+            ("alpha", "c22", None), ("c23", "c47", None), ("c48", "c59", None)]
 
 
 def test_job_per_endpoint_runs_a_partition(workdir):
@@ -262,3 +269,50 @@ def test_cli_health_validate_and_migrate(workdir, capsys):
     os.rename(workdir / "share", workdir / "gone")
     assert cli_main(["health", "--config", config]) == 1
     assert "endpoint team-share: FAILING" in capsys.readouterr().out
+
+
+def test_one_run_over_many_containers_syncs_each_on_its_own(workdir):
+    """A single-run backfill (or a schedule tick) covers a partition range in one run; each container keeps
+    its own sync log and its own materialization counts, and one failing container does not stop the rest."""
+    defs = build_definitions(workdir / "connector.yaml", retries=False)  # a held lease is retryable
+    listing = defs.resolve_assets_def(AssetKey(["team-share", "listing"]))
+    assert listing.backfill_policy.max_partitions_per_run is None  # single run
+    job = defs.resolve_job_def("Sync_team_share")
+    (workdir / "share/gamma").mkdir()
+    (workdir / "share/gamma/g.txt").write_text("g")
+    span = {"dagster/asset_partition_range_start": "alpha", "dagster/asset_partition_range_end": "gamma"}
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("team_share_containers", ["alpha", "beta", "gamma"])
+        result = job.execute_in_process(instance=instance, tags=span)
+        assert result.success
+        listed = {(e.asset_key.path[-1], e.partition): e.materialization.metadata["listed"].value
+                  for e in result.get_asset_materialization_events() if "listed" in e.materialization.metadata}
+        assert listed == {("listing", "alpha"): 3, ("listing", "beta"): 1, ("listing", "gamma"): 1}
+        # the filters decide while the listing commits; the files step has its own entry per container
+        decided = {e.partition: e.materialization.metadata["processed_while_listing"].value
+                   for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "listing"}
+        assert decided == {"alpha": 1, "beta": 1, "gamma": 1}
+        files = {e.partition: e.materialization.metadata["pending"].value
+                 for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "files"}
+        assert files == {"alpha": 0, "beta": 0, "gamma": 0}
+        store = SQLiteStore(workdir / "inv.db")
+        assert sorted((log.container, log.status) for log in store.latest_syncs()) == [
+            ("alpha", "success"), ("beta", "success"), ("gamma", "success")]
+        store.close()
+
+        # another machine's sync holds beta: alpha and gamma still sync and show as materialized, the run names beta
+        from datetime import timedelta
+
+        store = SQLiteStore(workdir / "inv.db")
+        store.take_lease("team-share", "beta", "elsewhere:1", datetime.now(timezone.utc) + timedelta(minutes=30),
+                         lambda held: True)
+        store.close()
+        (workdir / "share/gamma/g2.txt").write_text("g2")
+        result = job.execute_in_process(instance=instance, tags=span, raise_on_error=False)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        assert "1 of 3 containers failed: beta:" in failure.step_failure_data.error.message
+        events = [e.dagster_event for e in instance.all_logs(result.run_id) if e.dagster_event]
+        added = {e.partition: e.materialization.metadata["added"].value
+                 for e in events if e.event_type_value == "ASSET_MATERIALIZATION"}
+        assert added == {"alpha": 0, "gamma": 1}

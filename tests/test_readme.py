@@ -47,3 +47,32 @@ def test_quoted_error_lines_are_what_the_cli_prints(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == quoted
+
+
+def _block_after(marker: str) -> list[str]:
+    """The lines of the first ``` block after the sentence containing marker."""
+    start = README.index(marker)
+    block = re.search(r"```\n(.*?)```", README[start:], re.S)
+    assert block, marker
+    return block.group(1).rstrip("\n").splitlines()
+
+
+def test_quoted_validate_and_sync_output_is_what_the_cli_prints(tmp_path):
+    import shutil
+
+    shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns(".file_connector"))
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("DAGSTER_HOME", "GRAPH_CLIENT_SECRET")}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "file_connector_dagster.cli", *args,  # noqa: E731
+                                        "--config", "examples/connector.yaml"],
+                                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    validate = run("validate")
+    assert validate.returncode == 0, validate.stderr
+    assert validate.stdout.splitlines() == _block_after("`validate` checks the file offline")
+    sync = run("sync")
+    assert sync.returncode == 0, sync.stderr
+    assert sync.stderr == ""  # no warnings on a clean run
+
+    def columns(lines: list[str]) -> list[list[str]]:  # durations vary run to run
+        return [[re.sub(r"^\d+\.\d\ds$", "<duration>", cell) for cell in line.split()] for line in lines]
+
+    assert columns(sync.stdout.splitlines()) == columns(_block_after("`sync` lists the folders"))

@@ -5,17 +5,20 @@ The key's last part says what the node is: the UI titles graph nodes and sidebar
 inside a group named after the endpoint."""
 
 
+
+import warnings
+
 from dagster import (
-    AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, Config, DynamicPartitionsDefinition, Failure,
+    AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, BackfillPolicy, BetaWarning, Config, DynamicPartitionsDefinition,
+    Failure,
     asset,
 )
 
 from ..config import EndpointConfig, dagster_name
 from ..engine import ChangeStream, error_text, redacted, open_changes, register_endpoint
 from ..errors import FileConnectorError
-from ..processing import ProcessingStream
 from ..processors.base import build_processors
-from .io_managers import ChangedFiles
+from .io_managers import ChangedFiles, ProcessingStreams
 from .resources import FileConnectorResource
 
 
@@ -46,6 +49,13 @@ def partitions_for(endpoint: EndpointConfig) -> DynamicPartitionsDefinition:
     return DynamicPartitionsDefinition(name=f"{group_name(endpoint)}_containers")
 
 
+# A backfill (or a schedule tick) over many containers is one run, not one run worker per container;
+# each container inside it still syncs on its own (see io_managers). Beta in 1.13: the warning would
+# otherwise print on every CLI command and code location load.
+ONE_RUN = BackfillPolicy.single_run()
+warnings.filterwarnings("ignore", message=".*`backfill_policy`.*", category=BetaWarning)
+
+
 def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
                           partitions: DynamicPartitionsDefinition) -> list[AssetsDefinition]:
     name = endpoint.name
@@ -60,8 +70,10 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
         tags=tags,
         io_manager_key="listings_io_manager",
         pool=f"file_connector_{endpoint.type}",
+        backfill_policy=ONE_RUN,
     )
-    def listing(context: AssetExecutionContext, config: ListingConfig, connector: FileConnectorResource) -> ChangeStream:
+    def listing(context: AssetExecutionContext, config: ListingConfig,
+                connector: FileConnectorResource) -> list[ChangeStream]:
         try:
             source = connector.source(name)
             with connector.store() as store:
@@ -70,10 +82,11 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
             if exc.retryable:
                 raise redacted(exc)
             raise Failure(description=error_text(exc), allow_retries=False) from None
-        # nothing is read yet: the IO manager takes the container's lease, then reads its cursor
+        # nothing is read yet: the IO manager takes each container's lease, then reads its cursor
         guard = connector.endpoint(name).delete_guard.guard(allow=config.allow_mass_delete)
-        return open_changes(source, context.partition_key, full=config.full, guard=guard,
-                            processors=build_processors(endpoint.processors))
+        return [open_changes(source, container, full=config.full, guard=guard,
+                             processors=build_processors(endpoint.processors))
+                for container in context.partition_keys]
 
     @asset(
         key=files_key(name),
@@ -87,8 +100,10 @@ def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
         kinds={store_kind},
         tags=tags,
         io_manager_key="files_io_manager",
+        backfill_policy=ONE_RUN,
     )
-    def files(context: AssetExecutionContext, listing: ChangedFiles) -> ProcessingStream:
-        return listing.process(build_processors(endpoint.processors), context.log)
+    def files(context: AssetExecutionContext, listing: list[ChangedFiles]) -> ProcessingStreams:
+        return ProcessingStreams(changed.process(build_processors(endpoint.processors), context.log)
+                                 for changed in listing)
 
     return [listing, files]

@@ -5,9 +5,9 @@ partitions definitions fails validation)."""
 import json
 
 from dagster import (
-    AssetSelection, AssetsDefinition, Backoff, DefaultSensorStatus, DynamicPartitionsDefinition, Jitter,
-    RetryPolicy, RunRequest, in_process_executor, ScheduleEvaluationContext, SensorDefinition, SensorEvaluationContext, SensorResult,
-    SkipReason, define_asset_job, schedule, sensor,
+    AssetSelection, AssetsDefinition, Backoff, DefaultScheduleStatus, DefaultSensorStatus, DynamicPartitionsDefinition, Jitter,
+    RetryPolicy, RunRequest, ScheduleEvaluationContext, SensorDefinition, SensorEvaluationContext, SensorResult,
+    SkipReason, define_asset_job, in_process_executor, schedule, sensor,
 )
 from dagster import ScheduleDefinition
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -20,6 +20,11 @@ from .resources import FileConnectorResource
 
 # How often a discovery sensor lists an endpoint's containers (README: "Dagster UI").
 DISCOVERY_INTERVAL_S = 300
+
+# A tick syncs up to this many containers in one run (a partition range), each on its own inside it: a
+# site of 20 libraries costs one run worker, not 20.
+CONTAINERS_PER_RUN = 25
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 # Network-bound runs retry with exponential backoff and jitter (the CLI's in-process runs do not).
 SYNC_RETRY = RetryPolicy(max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
@@ -44,6 +49,20 @@ def build_job(endpoint: EndpointConfig, assets: list[AssetsDefinition],
     )
 
 
+def container_runs(containers: list[str], run_key: str, per_run: int = CONTAINERS_PER_RUN) -> list[RunRequest]:
+    """Run requests for consecutive containers of a dynamic partitions definition (in the instance's
+    order), `per_run` containers to a run."""
+    requests = []
+    for i in range(0, len(containers), per_run):
+        chunk = containers[i:i + per_run]
+        if len(chunk) == 1:
+            requests.append(RunRequest(run_key=f"{run_key}:{chunk[0]}", partition_key=chunk[0]))
+        else:
+            requests.append(RunRequest(run_key=f"{run_key}:{chunk[0]}..{chunk[-1]}",
+                                       tags={RANGE_START: chunk[0], RANGE_END: chunk[-1]}))
+    return requests
+
+
 def build_schedule(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition,
                    partitions: DynamicPartitionsDefinition) -> ScheduleDefinition:
     """A cron schedule that syncs every known container of the endpoint."""
@@ -55,13 +74,13 @@ def build_schedule(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition,
         cron_schedule=endpoint.schedule.cron,
         execution_timezone=endpoint.schedule.timezone,
         description=f"Sync {endpoint.name} on '{endpoint.schedule.cron}' ({endpoint.schedule.timezone}).",
+        default_status=DefaultScheduleStatus.RUNNING,  # a schedule written in connector.yaml is meant to run
     )
     def _schedule(context: ScheduleEvaluationContext):
         keys = context.instance.get_dynamic_partitions(partitions.name)
         if not keys:
             return SkipReason(f"{endpoint.name} has no containers yet; its discovery sensor adds them")
-        tick = context.scheduled_execution_time.isoformat()
-        return [RunRequest(run_key=f"{endpoint.name}:{key}:{tick}", partition_key=key) for key in keys]
+        return container_runs(keys, f"{endpoint.name}:{context.scheduled_execution_time.isoformat()}")
 
     return _schedule
 
@@ -93,7 +112,8 @@ def build_discovery_sensor(endpoint: EndpointConfig, job: UnresolvedAssetJobDefi
         if not new:
             return SensorResult(skip_reason=SkipReason(f"no new containers ({len(found)} known)"), cursor=cursor)
         return SensorResult(
-            run_requests=[RunRequest(run_key=f"first-sync:{endpoint.name}:{key}", partition_key=key) for key in new],
+            # the new keys are added in this order at the end, so they form a range
+            run_requests=container_runs(new, f"first-sync:{endpoint.name}"),
             dynamic_partitions_requests=[partitions.build_add_request(new)],
             cursor=cursor,
         )
