@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: install test bench bench-processing bench-runs bench-drive sync dev
+.PHONY: install test soak bench bench-processing bench-runs bench-drive sync dev
 
 install:
 	$(PYTHON) -m pip install -q -e .
@@ -38,6 +38,12 @@ dev: install
 # files of 1 MB against sha256sum, in one run (prints figures and ratios; not part of `make test`).
 bench-processing: install
 	$(PYTHON) benchmarks/processing_bench.py --files 100000 --hash-files 1000
+
+# The fault suite's long run: 10,000 seeded schedules (local and SharePoint into SQLite); prints how many ran
+# and how many violated an invariant (each violation with the seed that reproduces it).
+soak:
+	$(PYTHON) -m pip install -q -e ".[test]"
+	$(PYTHON) -m tests.faults $${SCHEDULES:-10000}
 
 # A sync through Dagster's daemon next to the CLI sync of the same container (prints seconds and ratios).
 bench-runs: install

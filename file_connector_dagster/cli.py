@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from typing import Any, Sequence
 
 from .config import check_environment, config_path, load_config, missing_environment, redact
@@ -15,7 +17,7 @@ from .errors import FileConnectorError
 from .plugins import PluginManager
 from .plugins.manager import sync_event
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 COUNTS = ("listed", "added", "updated", "unchanged", "deleted", "errors")
 # processing outcomes: decided while the listing committed (filters) plus by the files step
 OUTCOMES = ("processed", "skipped", "failed", "error", "pending")
@@ -32,6 +34,8 @@ def _table(headers: Sequence[str], rows: list[Sequence[Any]]) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .schedules import build_schedule
+
     config = load_config(args.config)
     label = str(config_path(args.config))
     check_environment(config, label)
@@ -39,7 +43,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{label}: OK, {plural(len(config.endpoints), 'endpoint')} ({len(active)} active), "
           f"store {config.store.type}")
     for ep in config.endpoints:
-        schedule = f"{ep.schedule.cron} {ep.schedule.timezone}" if ep.schedule else "no schedule"
+        schedule = "; ".join(build_schedule(ep.name, o).describe() + ("" if o.enabled else " (off)")
+                             for o in ep.schedules) or "no schedule"
         procs = ", ".join(p.type for p in ep.processors) or "no processors"
         print(f"  {ep.name}: {ep.type}, {'active' if ep.is_active else 'inactive'}, {schedule}, {procs}")
     for line in missing_environment(config, inactive=True):
@@ -66,7 +71,64 @@ def _failure_message(result: Any) -> str:
     return failure_line(result.all_events)
 
 
+class _Interrupted(Exception):
+    def __init__(self, where: str):
+        super().__init__(where)
+        self.where = where
+
+
+def _run_in_thread(run: Any) -> Any:
+    """run() in a worker thread while this (main) thread keeps SIGINT: Dagster installs its own SIGINT
+    handlers only on the main thread, and a KeyboardInterrupt raised inside its code can be swallowed
+    (seen: raised in a weakref callback and ignored). Here Ctrl-C sets engine.STOP, the sync stops before
+    its next page and the run ends as interrupted."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = run()
+        except BaseException as exc:  # re-raised in the main thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name="file-connector-run", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
+    """Ctrl-C stops the whole command: the container being synced is recorded as interrupted (its lease
+    released, its cursor at the last committed page), no other container starts, one line, exit 130.
+    A second Ctrl-C exits at once (a later sync takes the lease over from the dead process)."""
+    from .engine import STOP
+
+    done: list[str] = []
+    STOP.clear()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if STOP.is_set():
+            raise KeyboardInterrupt
+        STOP.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    try:
+        return _sync(args, done)
+    except (KeyboardInterrupt, _Interrupted) as exc:
+        where = f" during {exc.where}" if isinstance(exc, _Interrupted) and exc.where else ""
+        print(f"interrupted{where}: {plural(len(done), 'container')} synced, the rest not started; a re-run "
+              "resumes from the last committed page", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        STOP.clear()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _sync(args: argparse.Namespace, done: list[str]) -> int:
+    from .engine import STOP
     from .defs import build_definitions
     from .defs.assets import files_key, listing_key, partitions_for
     from .defs.triggers import job_name
@@ -78,10 +140,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not endpoints:
         print("no active endpoints to sync")
         return EXIT_OK
+    from .stores import open_store
+
+    with open_store(config) as store:  # an unreachable or broken store is one line, before any run
+        known_containers = {ep.name: store.containers(ep.name) for ep in endpoints}  # those with live files
     defs = build_definitions(path, retries=False)  # a terminal reports a failure at once
     instance = _dagster_instance()
     plugins = PluginManager.from_config(config, log=lambda line: print(redact(line), file=sys.stderr)).start()
-    log_level = "INFO" if args.verbose else "ERROR"
+    log_level = "INFO" if args.verbose else "CRITICAL"  # failures are one line each in the table
     rows, failed = [], 0
     for ep in endpoints:
         if not ep.is_active:
@@ -100,6 +166,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 raise FileConnectorError(f"endpoint {ep.name!r} has no container {args.container!r}; "
                                          f"containers: {', '.join(containers) or 'none'}")
             containers = [args.container]
+        else:  # containers gone from the source but still holding live files: their sync tombstones them
+            containers += [c for c in known_containers.get(ep.name, []) if c not in containers]
         partitions = partitions_for(ep)
         known = set(instance.get_dynamic_partitions(partitions.name))
         if new := [c for c in containers if c not in known]:
@@ -107,7 +175,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         job = defs.resolve_job_def(job_name(ep))  # the UI shows CLI runs under the endpoint's job
         listing_op = defs.resolve_assets_def(listing_key(ep.name)).op.name
         for container in containers:
-            result = job.execute_in_process(
+            if STOP.is_set():
+                raise _Interrupted("")
+            result = _run_in_thread(lambda: job.execute_in_process(
                 partition_key=container, instance=instance, raise_on_error=False,
                 tags={"file_connector/trigger": "cli"},
                 run_config={
@@ -115,7 +185,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
                                                     "allow_mass_delete": args.allow_mass_delete}}},
                     "loggers": {"console": {"config": {"log_level": log_level}}},
                 },
-            )
+            ))
+            if result.success:
+                done.append(f"{ep.name}/{container}")
+            if STOP.is_set():
+                raise _Interrupted("" if result.success else f"{ep.name}/{container}")
             by_asset = {event.asset_key: {k: v.value for k, v in event.materialization.metadata.items()}
                         for event in result.get_asset_materialization_events()}
             metadata = by_asset.get(listing_key(ep.name), {})

@@ -26,6 +26,13 @@ class SourceError(FileConnectorError):
     """A provider refused or failed a request (names the endpoint, container and request)."""
 
 
+class SyncInterrupted(FileConnectorError):
+    """The sync was stopped on request (Ctrl-C, a cancelled run): recorded as interrupted, its lease
+    released, its cursor at the last committed page. Not retried: the user asked it to stop."""
+
+    retryable = False
+
+
 class ContentUnavailable(SourceError):
     """A file's content cannot be read from its source: the source type cannot serve content, or the
     file is gone. Processors record such a file as skipped with this reason."""

@@ -166,7 +166,7 @@ class SyncStats:
     api_calls: int = 0
     duration_s: float = 0.0
     full_listing: bool = False
-    status: str = "running"  # running | success | failed
+    status: str = "running"  # running | success | failed | interrupted
     error: str | None = None
     error_samples: list[str] = field(default_factory=list)
     decided: dict[str, int] = field(default_factory=dict)  # processing decided while pages committed

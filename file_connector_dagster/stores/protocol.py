@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import FileConnectorError, StoreError
+from ..errors import FileConnectorError, StoreError, SyncInterrupted
 from ..records import ChangePage, FileRecord, Folder, PageStats, SyncState, SyncStats, utcnow
 
 if TYPE_CHECKING:
@@ -343,7 +343,10 @@ class ContainerSync:
         itself succeeded (otherwise the original error is the one to report)."""
         if self.sync_id is None:
             return
-        if error is not None:
+        if error is not None and (isinstance(error, SyncInterrupted) or not isinstance(error, Exception)):
+            # stopped on request (Ctrl-C, a cancelled run) or by the process going down
+            self.stats.status, self.stats.error = "interrupted", f"interrupted: {error_text(error)}"
+        elif error is not None:
             self.stats.status, self.stats.error = "failed", error_text(error)
         elif self.stats.status == "running":
             self.stats.status = "success"

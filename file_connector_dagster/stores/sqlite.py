@@ -370,16 +370,12 @@ class SQLiteStore(Store):
         if not records:
             return 0
         columns = ", ".join(f"{c}=?" for c in PROCESSING_COLUMNS)
-        written = 0
         with self._tx(f"store processing results of {endpoint}") as conn:
-            for rec in records:  # one statement a row, in one transaction (SQLite has no UPDATE ... FROM VALUES cost)
-                cur = conn.execute(
-                    f"UPDATE files SET {columns}, metadata=? WHERE endpoint=? AND external_id=? AND updated_at=? "
-                    "AND deleted_at IS NULL",
-                    (*_processing_row(rec, saving=True), json.dumps(rec.metadata, default=str, ensure_ascii=False), endpoint,
-                     rec.external_id, _ts(rec.updated_at)))
-                written += cur.rowcount
-        return written
+            return conn.executemany(  # rowcount: the rows all executions changed
+                f"UPDATE files SET {columns}, metadata=? WHERE endpoint=? AND external_id=? AND updated_at=? "
+                "AND deleted_at IS NULL",
+                [(*_processing_row(rec, saving=True), json.dumps(rec.metadata, default=str, ensure_ascii=False),
+                  endpoint, rec.external_id, _ts(rec.updated_at)) for rec in records]).rowcount
 
     def requeue(self, endpoint: str, container: str | None = None, statuses: list[str] | None = None) -> int:
         where, args = ["endpoint=?", "deleted_at IS NULL"], [endpoint]

@@ -153,6 +153,9 @@ class FakeDrive:
         self.token_epoch = 0
         self.repeat_across_pages = 0  # this many next pages start with the previous page's last item
         self.shuffle_pages = False
+        # faults of the next links, each used by one page that has a next page: "drop" (no link at all),
+        # "circle" (the next link is the one just requested), "empty" (no items, a next link to the same place)
+        self.link_faults: list[str] = []
         self.new_ids = 0
         self._paths: dict[str, tuple[str, str]] = {}  # folder id -> (path, quoted path); cleared on every change
         # guids: a per-drive prefix (one hash per drive) and the item's number, formatted, not hashed
@@ -792,6 +795,14 @@ class FakeGraph:
                     drive.repeat_across_pages -= 1
                 token = base64.urlsafe_b64encode(f"{drive.token_epoch}.{since}.{resume}.{top}".encode()).decode()
                 follow = ("@odata.nextLink", f"{link}?$top={top}&$skiptoken={token}")
+                fault = drive.link_faults.pop(0) if drive.link_faults else None
+                if fault in ("circle", "empty"):
+                    here = base64.urlsafe_b64encode(f"{drive.token_epoch}.{since}.{after}.{top}".encode()).decode()
+                    follow = ("@odata.nextLink", f"{link}?$top={top}&$skiptoken={here}")
+                    if fault == "empty":
+                        items = []
+                elif fault == "drop":
+                    follow = ("@odata.count", 0)
         # what json.dumps({"@odata.context": ..., "value": [...], follow[0]: follow[1]}) gives, items pre-rendered
         context = json.dumps(f"{self.graph_url}/$metadata#Collection(driveItem)")
         return 200, {}, RawJSON(f'{{"@odata.context": {context}, "value": [{", ".join(items)}], '
