@@ -601,7 +601,8 @@ def test_cli_sync_health_and_discovery_through_dagster(fake: FakeDriveService, t
     with instance_for_test() as instance:
         with build_sensor_context(instance_ref=instance.get_ref(), resources=defs.resources) as context:
             first = sensor(context)
-        assert sorted(r.partition_key for r in first.run_requests) == sorted([sales.id, MY_DRIVE])
+        assert first.run_requests  # the first syncs (one run may cover several containers)
+        assert sorted(first.dynamic_partitions_requests[0].partition_keys) == sorted([sales.id, MY_DRIVE])
     every_drive = tmp_path / "every-drive.yaml"  # (the resource caches a config by its path)
     every_drive.write_text(config.read_text().replace("shared_drives: [Sales]", "shared_drives: all"))
     fake.add_shared_drive("New Projects", files=3)  # a shared drive added later becomes a partition
@@ -612,7 +613,7 @@ def test_cli_sync_health_and_discovery_through_dagster(fake: FakeDriveService, t
         with build_sensor_context(instance_ref=instance.get_ref(), resources=defs.resources) as context:
             later = defs.resolve_sensor_def("discover_gd")(context)
     assert later.skip_reason is None, later.skip_reason
-    assert sorted(r.partition_key for r in later.run_requests) == sorted(
+    assert later.run_requests and sorted(later.dynamic_partitions_requests[0].partition_keys) == sorted(
         [named(fake, "Engineering").id, named(fake, "New Projects").id])
 
     monkeypatch.setenv(KEY_ENV, json.dumps({**fake.key_info(), "client_email": "someone@else.iam.gserviceaccount.com"}))
