@@ -294,15 +294,7 @@ class SharePointSource(Source):
             timeout = min(d.timeout_s, max(1.0, budget_s / 3))
         return HttpClient(self._label(container), auth=self.auth, policy=policy, session=self.session,
                           requests_per_second=d.requests_per_second, burst=max(1.0, 2 * d.requests_per_second),
-                          timeout_s=timeout)
-
-    def _checked_link(self, link: Any, client: HttpClient, what: str) -> str:
-        """Links from a response are followed only on the Graph host: the bearer token goes nowhere else."""
-        graph = urlsplit(self.graph_url)
-        parts = urlsplit(str(link))
-        if (parts.scheme, parts.netloc) != (graph.scheme, graph.netloc):
-            raise SourceError(f"{client.label}: {what}: the response links to another host ({parts.netloc}); not followed")
-        return str(link)
+                          timeout_s=timeout, link_origin=self.graph_url)
 
     def close(self) -> None:
         if self._session is not None:
@@ -341,7 +333,7 @@ class SharePointSource(Source):
         while url:
             body = client.get_json(url, params=params)
             drives.extend(body.get("value") or [])
-            url = self._checked_link(body["@odata.nextLink"], client, "list drives") if body.get("@odata.nextLink") else None
+            url = client.checked_link(body["@odata.nextLink"], "list drives") if body.get("@odata.nextLink") else None
             params = None
         if d.libraries:
             by_name = {str(dr.get("name", "")).lower(): dr for dr in drives}
@@ -393,7 +385,7 @@ class SharePointSource(Source):
             return limit  # never listed, or a listing was cut short: a sync is due
         client = self._client(container, budget_s=budget_s)
         deadline = time.monotonic() + budget_s
-        link: str | None = self._checked_link(cursor["delta"], client, "probe")
+        link: str | None = client.checked_link(cursor["delta"], "probe")
         count = 0
         while link and count < limit:
             if time.monotonic() > deadline:
@@ -407,7 +399,7 @@ class SharePointSource(Source):
                 raise SourceError(f"{client.label}: GET /drives/{container}/root/delta: the response is not JSON") from None
             count += sum(1 for item in body.get("value") or [] if isinstance(item, dict) and "root" not in item)
             next_link = body.get("@odata.nextLink")
-            link = self._checked_link(next_link, client, "probe") if next_link else None
+            link = client.checked_link(next_link, "probe") if next_link else None
         return min(count, limit)
 
     # -- content ----------------------------------------------------------------------------------
@@ -465,7 +457,7 @@ class SharePointSource(Source):
             link, full, starts = state["next"], bool(state.get("full")), False
         else:
             link, full, starts = fresh, True, True
-        link = self._checked_link(link, client, "resume")
+        link = client.checked_link(link, "resume")
         tree = FolderTree(folders if (state.get("delta") or state.get("next")) else {})
         seen_folders: set[str] | None = set() if starts else None  # to drop folders a full listing no longer has
         calls_before = 0
@@ -494,9 +486,9 @@ class SharePointSource(Source):
                     if page.upserts or page.deletions or page.moves or empty_repeats > 20:
                         raise SourceError(f"{client.label}: GET /drives/{container}/root/delta: the next link "
                                           "points back to a page already read (circular @odata.nextLink)")
-                page.cursor = json.dumps({"next": self._checked_link(next_link, client, "delta"), "full": full})
+                page.cursor = json.dumps({"next": client.checked_link(next_link, "delta"), "full": full})
             elif delta_link:
-                page.cursor = json.dumps({"delta": self._checked_link(delta_link, client, "delta")})
+                page.cursor = json.dumps({"delta": client.checked_link(delta_link, "delta")})
                 page.last = True
                 if full and seen_folders is not None:  # folders the whole listing did not see are gone
                     gone = [fid for fid in tree.nodes if fid not in seen_folders]
