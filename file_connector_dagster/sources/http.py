@@ -202,7 +202,6 @@ def describe_error_body(response: requests.Response) -> str:
     return ""
 
 
-<<<<<<< HEAD
 @dataclass(frozen=True)
 class ErrorDialect:
     """How a provider words its errors; a source declares its own, the client stays provider-neutral.
@@ -215,7 +214,7 @@ class ErrorDialect:
 
     describe: Callable[[requests.Response], str] = describe_error_body
     throttled: Callable[[requests.Response], bool] = lambda response: False
-=======
+
 def describe_jsonapi_errors(response: requests.Response) -> str:
     """'code: title: detail' of the first entry of a JSON:API error body ({"errors": [{...}]}) (APS Data
     Management, among others), else what describe_error_body finds."""
@@ -230,7 +229,6 @@ def describe_jsonapi_errors(response: requests.Response) -> str:
         unique = [p for i, p in enumerate(parts) if p not in parts[:i]]
         return ": ".join(unique) + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
     return describe_error_body(response)
->>>>>>> main
 
 
 class HttpClient:
@@ -245,26 +243,22 @@ class HttpClient:
         requests_per_second, burst: fixed-rate pacing per host (off by default; 0 turns it off).
         pacing: AdaptivePacing (the slow-down after a 429/503).
         timeout_s: connect/read timeout per attempt.
-<<<<<<< HEAD
         errors: the provider's ErrorDialect.
-=======
+
         describe_error: the provider's error body -> 'code: message' (describe_error_body for Graph and
             OAuth shapes, describe_jsonapi_errors for JSON:API).
         link_origin: the API's scheme://host; links from responses (next pages) are followed only there,
             so the bearer token goes nowhere else. Relative links resolve against it.
->>>>>>> main
     """
 
     def __init__(self, label: str, auth: AuthHeaders | None = None, ca_bundle: str | None = None,
                  policy: RetryPolicy | None = None, requests_per_second: float = 0.0, burst: float = 10.0,
                  timeout_s: float = 60.0, session: requests.Session | None = None,
                  sleep: Callable[[float], None] = time.sleep, pacing: AdaptivePacing | None = None,
-<<<<<<< HEAD
                  errors: ErrorDialect | None = None):
-=======
+
                  describe_error: Callable[[requests.Response], str] = describe_error_body,
                  link_origin: str | None = None):
->>>>>>> main
         self.label = label
         self.errors = errors or ErrorDialect()
         self.auth = auth
@@ -350,11 +344,9 @@ class HttpClient:
                 response.close()
                 self.auth(True)
                 continue
-<<<<<<< HEAD
             detail = self.errors.describe(response)
-=======
+
             detail = self.describe_error(response)
->>>>>>> main
             problem = f"HTTP {status}" + (f" {detail}" if detail else "")
             throttled = status in THROTTLE_STATUSES or self.errors.throttled(response)
             if status in RETRY_STATUSES or throttled:
