@@ -243,8 +243,7 @@ class HttpClient:
         requests_per_second, burst: fixed-rate pacing per host (off by default; 0 turns it off).
         pacing: AdaptivePacing (the slow-down after a 429/503).
         timeout_s: connect/read timeout per attempt.
-        errors: the provider's ErrorDialect.
-
+        errors: the provider's ErrorDialect (describe + throttling); default: describe_error, no extra throttling.
         describe_error: the provider's error body -> 'code: message' (describe_error_body for Graph and
             OAuth shapes, describe_jsonapi_errors for JSON:API).
         link_origin: the API's scheme://host; links from responses (next pages) are followed only there,
@@ -255,12 +254,11 @@ class HttpClient:
                  policy: RetryPolicy | None = None, requests_per_second: float = 0.0, burst: float = 10.0,
                  timeout_s: float = 60.0, session: requests.Session | None = None,
                  sleep: Callable[[float], None] = time.sleep, pacing: AdaptivePacing | None = None,
-                 errors: ErrorDialect | None = None):
-
+                 errors: ErrorDialect | None = None,
                  describe_error: Callable[[requests.Response], str] = describe_error_body,
                  link_origin: str | None = None):
         self.label = label
-        self.errors = errors or ErrorDialect()
+        self.errors = errors or ErrorDialect(describe=describe_error)
         self.auth = auth
         self.policy = policy or RetryPolicy()
         self.requests_per_second, self.burst = requests_per_second, burst
@@ -345,8 +343,6 @@ class HttpClient:
                 self.auth(True)
                 continue
             detail = self.errors.describe(response)
-
-            detail = self.describe_error(response)
             problem = f"HTTP {status}" + (f" {detail}" if detail else "")
             throttled = status in THROTTLE_STATUSES or self.errors.throttled(response)
             if status in RETRY_STATUSES or throttled:
