@@ -191,3 +191,13 @@ def sync_container(source: Source, store: Store, container: str, full: bool = Fa
     """open_changes + commit_changes, for tests and scripts that do not need Dagster."""
     return commit_changes(store, open_changes(source, container, full=full, guard=guard, processors=processors),
                           prefetch=prefetch)
+
+
+def retire_container(store: Store, endpoint: str, container: str) -> SyncStats:
+    """Tombstone every live file of a container that is gone at the source, as a full listing that
+    found nothing would (a sync_logs row records it). The caller has waited out a grace period, which
+    is the guard here: the mass-delete guard is off. If the container comes back, its next sync is a
+    fresh full listing that restores what exists."""
+    with ContainerSync(store, endpoint, container, DeleteGuard(allow=True), full=True) as sync:
+        sync.apply(ChangePage(full_listing=True, starts_listing=True, last=True, cursor=None))
+    return sync.stats

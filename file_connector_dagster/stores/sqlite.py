@@ -143,9 +143,9 @@ class _SQLiteTx(PageTx):
 
     def put_folders(self, endpoint: str, container: str, folders: list[Folder]) -> None:
         self.conn.executemany(
-            "INSERT INTO folders (endpoint, container, folder_id, parent_id, name) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT DO UPDATE SET parent_id=excluded.parent_id, name=excluded.name",
-            [(endpoint, container, f.folder_id, f.parent_id, f.name) for f in folders])
+            "INSERT INTO folders (endpoint, container, folder_id, parent_id, name, version) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO UPDATE SET parent_id=excluded.parent_id, name=excluded.name, version=excluded.version",
+            [(endpoint, container, f.folder_id, f.parent_id, f.name, f.version) for f in folders])
 
     def delete_folders(self, endpoint: str, container: str, folder_ids: list[str]) -> None:
         self.conn.executemany("DELETE FROM folders WHERE endpoint=? AND container=? AND folder_id=?",
@@ -258,9 +258,9 @@ class SQLiteStore(Store):
         return _state(row)
 
     def folders(self, endpoint: str, container: str) -> dict[str, Folder]:
-        rows = self.conn.execute("SELECT folder_id, parent_id, name FROM folders WHERE endpoint=? AND container=?",
-                                 (endpoint, container))
-        return {r[0]: Folder(r[0], r[1], r[2]) for r in rows}
+        rows = self.conn.execute("SELECT folder_id, parent_id, name, version FROM folders WHERE endpoint=? "
+                                 "AND container=?", (endpoint, container))
+        return {r[0]: Folder(r[0], r[1], r[2], r[3]) for r in rows}
 
     def reset_cursor(self, endpoint: str, container: str) -> None:
         with self._tx("reset cursor") as conn:
