@@ -34,6 +34,8 @@ def _table(headers: Sequence[str], rows: list[Sequence[Any]]) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .schedules import build_schedule
+
     config = load_config(args.config)
     label = str(config_path(args.config))
     check_environment(config, label)
@@ -41,7 +43,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{label}: OK, {plural(len(config.endpoints), 'endpoint')} ({len(active)} active), "
           f"store {config.store.type}")
     for ep in config.endpoints:
-        schedule = f"{ep.schedule.cron} {ep.schedule.timezone}" if ep.schedule else "no schedule"
+        schedule = "; ".join(build_schedule(ep.name, o).describe() + ("" if o.enabled else " (off)")
+                             for o in ep.schedules) or "no schedule"
         procs = ", ".join(p.type for p in ep.processors) or "no processors"
         print(f"  {ep.name}: {ep.type}, {'active' if ep.is_active else 'inactive'}, {schedule}, {procs}")
     for line in missing_environment(config, inactive=True):

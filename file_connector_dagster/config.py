@@ -190,31 +190,6 @@ class MongoStoreConfig(_Strict):
 StoreConfig = Annotated[Union[SQLiteStoreConfig, PostgresStoreConfig, MongoStoreConfig], Field(discriminator="type")]
 
 
-class ScheduleConfig(_Strict):
-    cron: str
-    timezone: str = "UTC"
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        from croniter import croniter
-
-        if not croniter.is_valid(value):
-            raise ValueError(f"{value!r} is not a valid cron expression")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
-            raise ValueError(f"unknown time zone {value[:80]!r}") from None
-        return value
-
-
 class DeleteGuardConfig(_Strict):
     """The mass-deletion guard (stores/protocol.py DeleteGuard): a sync that would tombstone more than
     max_share of a container's live files, or more than max_count files, fails and tombstones nothing."""
@@ -290,7 +265,8 @@ class EndpointConfig(_Strict):
     project_id: str | None = None
     user_id: str | None = None
     is_active: bool = True
-    schedule: ScheduleConfig | None = None
+    # one schedule or a list; a string is a cron expression in UTC, a mapping without `type` a cron one
+    schedule: list[Any] = Field(default_factory=list)  # ScheduleOptions once validated
     processors: list[ProcessorConfig] = Field(default_factory=list)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     delete_guard: DeleteGuardConfig = Field(default_factory=DeleteGuardConfig)  # default: the top-level one
@@ -306,25 +282,58 @@ class EndpointConfig(_Strict):
     @field_validator("schedule", mode="before")
     @classmethod
     def _schedule(cls, value: Any) -> Any:
-        return {"cron": value} if isinstance(value, str) else value
+        return _schedule_list(value)
 
     @model_validator(mode="after")
     def _details(self) -> "EndpointConfig":
-        details, problems = _nested(self.type, self.endpoint_details, self.processors)
+        details, schedules, problems = _nested(self.type, self.endpoint_details, self.processors, self.schedule)
         if problems:
             raise ValueError(problems[0])
-        self.endpoint_details = details
+        self.endpoint_details, self.schedule = details, schedules
         return self
+
+    @property
+    def schedules(self) -> list[Any]:
+        """The endpoint's validated schedules (ScheduleOptions), in config order."""
+        return self.schedule
+
+    def schedule_suffixes(self) -> list[str]:
+        """What tells the endpoint's schedules apart in their Dagster names."""
+        return _schedule_suffixes(self.schedule)
 
     def secret_free_details(self) -> dict[str, Any]:
         """endpoint_details as JSON; Secret fields serialize as their ${NAME} reference."""
         return self.endpoint_details.model_dump(mode="json")
 
 
-def _nested(type_name: Any, details: Any, processors: list[Any]) -> tuple[Any, list[str]]:
-    """Validate an endpoint's source-specific details and processor options by their own models.
+def _schedule_list(value: Any) -> Any:
+    """`schedule:` as a list of mappings: a string is a cron expression, a mapping without `type` a cron one."""
+    if value is None:
+        return []
+    items = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str):
+            item = {"type": "cron", "cron": item}
+        elif isinstance(item, dict) and "type" not in item:
+            item = {"type": "cron", **item}
+        items.append(item)
+    return items
 
-    Returns the validated details and every problem found, each as "field: message".
+
+def _schedule_suffixes(schedules: list[Any]) -> list[str]:
+    """`name:`, else "schedule" for the only one, "schedule_<n>" (from 1) in a list."""
+    names = [options.get("name") if isinstance(options, dict) else getattr(options, "name", None)
+             for options in schedules]
+    return [str(name) if name else ("schedule" if len(schedules) == 1 else f"schedule_{i + 1}")
+            for i, name in enumerate(names)]
+
+
+def _nested(type_name: Any, details: Any, processors: list[Any],
+            schedules: Any = None) -> tuple[Any, list[Any], list[str]]:
+    """Validate an endpoint's source-specific details, processor options and schedules by their own models.
+
+    Returns the validated details, the validated schedules (ScheduleOptions) and every problem found,
+    each as "field: message".
     """
     from .processors.base import processor_class, processor_options
     from .sources.base import source_class
@@ -366,7 +375,37 @@ def _nested(type_name: Any, details: Any, processors: list[Any]) -> tuple[Any, l
             problems.append(f"processors[{i}] {proc['type']}: two processors are named {name!r}; "
                             "give one a different `name`")
         names.add(name)
-    return details, problems
+    validated = _validate_schedules(_schedule_list(schedules), cls, check, problems)
+    return details, validated, problems
+
+
+def _validate_schedules(schedules: Any, source_cls: Any, check: Any, problems: list[str]) -> list[Any]:
+    from .schedules.base import ScheduleOptions, build_schedule, schedule_class
+
+    if not isinstance(schedules, list):
+        return []  # the model reports it
+    validated = []
+    for i, options in enumerate(schedules):
+        where = "schedule" if len(schedules) == 1 else f"schedule[{i}]"
+        if not isinstance(options, ScheduleOptions):
+            if not isinstance(options, dict):
+                problems.append(f"{where}: expected a cron string or a mapping with a type")
+                continue
+            kind = check(f"{where}.type", lambda: schedule_class(str(options.get("type"))))
+            options = kind and check(where, lambda: kind.Options.model_validate(options))
+            if options is None:
+                continue
+        if source_cls is not None:
+            try:
+                build_schedule("", options).check_source(source_cls)
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
+        validated.append(options)
+    suffixes = _schedule_suffixes(schedules)
+    for i, suffix in enumerate(suffixes):
+        if suffix in suffixes[:i]:
+            problems.append(f"schedule[{i}].name: two schedules of the endpoint are both named {suffix!r}")
+    return validated
 
 
 def dagster_name(endpoint_name: str) -> str:
@@ -468,9 +507,13 @@ def config_path(explicit: str | os.PathLike | None = None) -> Path:
 _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "bytes", "function-after", "function-plain"}
 
 
+_INDEXED = re.compile(r"^[A-Za-z_]\w*\[\d+\]$")  # "processors[0]": a field of ours, not a union tag
+
+
 def _field_path(loc: list[Any]) -> str:
     """A pydantic error location as the file's field path (union and validator tags dropped)."""
-    return ".".join(str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS)))
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and not _INDEXED.match(p)
+                                                and ("[" in p or p in _UNION_TAGS)))
 
 
 def _message(error: dict[str, Any]) -> str:
@@ -626,7 +669,8 @@ def parse_config(raw: dict[str, Any], base_dir: Path = Path("."), label: str = "
     nested_failed: set[int] = set()
     for i, ep in enumerate(endpoints):
         if isinstance(ep, dict) and isinstance(ep.get("type"), str):  # else the model says what is wrong
-            for problem in _nested(ep["type"], ep.get("endpoint_details"), ep.get("processors") or [])[1]:
+            for problem in _nested(ep["type"], ep.get("endpoint_details"), ep.get("processors") or [],
+                                   ep.get("schedule"))[2]:
                 problems.append((i, where(i) + problem))
                 nested_failed.add(i)
     problems += [(i, where(i) + problem) for i, problem in

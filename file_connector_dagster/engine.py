@@ -52,9 +52,9 @@ def open_changes(source: Source, container: str, full: bool = False, guard: Dele
         full: list everything again instead of a delta (deletions found by the listing's end); the stored
             cursor stays until the listing's first page commits, so a full sync that fails early loses nothing.
         guard: the mass-delete guard (default: DeleteGuard()).
-        processors: the endpoint's processors; when none of them needs I/O (or there are none), each page's
-            files are decided before the page commits (processing.decide_while_listing) and the files step
-            has nothing left to do. None: every new or changed file stays pending for the files step.
+        processors: the endpoint's processors; their leading filters decide each page's files before the
+            page commits (processing.decide_while_listing): all of them when no processor needs I/O, and
+            the files step has nothing left to do. None: every new or changed file stays pending.
     """
     return ChangeStream(source.endpoint, container, source, full, guard, processors)
 
@@ -157,10 +157,10 @@ def commit_changes(store: Store, stream: ChangeStream,
     try:
         pages = stream.source.sync(stream.container, sync.cursor, sync.folders)
         if stream.processors is not None:
-            from .processing import decidable_while_listing, decide_while_listing
+            from .processing import decide_while_listing
 
-            if decidable_while_listing(stream.processors):  # in the prefetch thread: while a page commits
-                pages = decide_while_listing(pages, stream.processors, stream.endpoint, stream.container)
+            # in the prefetch thread: decided while the previous page commits
+            pages = decide_while_listing(pages, stream.processors, stream.endpoint, stream.container)
         if prefetch:
             pages = Prefetch(pages, prefetch)
         check_stop(stream.endpoint, stream.container)
@@ -191,3 +191,13 @@ def sync_container(source: Source, store: Store, container: str, full: bool = Fa
     """open_changes + commit_changes, for tests and scripts that do not need Dagster."""
     return commit_changes(store, open_changes(source, container, full=full, guard=guard, processors=processors),
                           prefetch=prefetch)
+
+
+def retire_container(store: Store, endpoint: str, container: str) -> SyncStats:
+    """Tombstone every live file of a container that is gone at the source, as a full listing that
+    found nothing would (a sync_logs row records it). The caller has waited out a grace period, which
+    is the guard here: the mass-delete guard is off. If the container comes back, its next sync is a
+    fresh full listing that restores what exists."""
+    with ContainerSync(store, endpoint, container, DeleteGuard(allow=True), full=True) as sync:
+        sync.apply(ChangePage(full_listing=True, starts_listing=True, last=True, cursor=None))
+    return sync.stats

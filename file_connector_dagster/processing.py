@@ -2,9 +2,9 @@
 
 The rules live here, once for every store (stores only read what is due and write results back):
 - A store writes every new or changed version of a file (and every file a folder move re-paths) as
-  `pending`, unless the chain already decided it while its listing page committed (see
-  `decide_while_listing`: when no processor needs I/O). Unchanged files are never written, so they
-  are never processed again.
+  `pending`, unless it was decided while its listing page committed (`decide_while_listing`: the
+  chain's leading filters skipped it, or the whole chain needs no I/O). Unchanged files are never
+  written, so they are never processed again.
 - The files step reads the pending live files of a container in pages (`Store.iter_due`: one indexed
   query a page; nothing to do costs one query), runs the chain, and saves each page's results in one
   transaction, only where the row is still the version that was processed (a file changed meanwhile
@@ -134,18 +134,35 @@ def outcome_of(record: FileRecord) -> str:
 
 def decide_while_listing(pages: Iterator[ChangePage], processors: Sequence["Processor"], endpoint: str,
                          container: str) -> Iterator[ChangePage]:
-    """Run a chain that needs no I/O on each page's upserts before the store commits it (in the
-    prefetch thread, so while the previous page commits); the store writes the decisions with the rows
-    it writes anyway, and unchanged rows are neither written nor decided again."""
+    """Run the chain's leading processors that need no I/O (filters) on each page's upserts before the
+    store commits it (in the prefetch thread, so while the previous page commits). The store writes the
+    decisions with the rows it writes anyway; unchanged rows are neither written nor decided again.
+
+    When the whole chain needs no I/O (or there is none), every file is decided here and the files step
+    has nothing left to do. Otherwise only the files those filters skip are decided; the rest stay
+    pending and the files step runs the whole chain on them.
+    """
+    prefix: list["Processor"] = []
+    for processor in processors:
+        if processor.needs_io:
+            break
+        prefix.append(processor)
+    whole = len(prefix) == len(processors)
     context = ProcessorContext(endpoint, container)
     for page in pages:
-        if page.upserts:
-            run_chain(processors, page.upserts, context)
+        if page.upserts and (prefix or whole):
+            run_chain(prefix, page.upserts, context)
+            if not whole:
+                for record in page.upserts:
+                    if record.processing_status != "skipped":
+                        _undecided(record)
         yield page
 
 
-def decidable_while_listing(processors: Sequence["Processor"]) -> bool:
-    return all(not p.needs_io for p in processors)
+def _undecided(record: FileRecord) -> None:
+    record.processing_status, record.processed_key, record.processed_at = None, None, None
+    record.excluded_by, record.processing_errors, record.processing_attempts = None, [], 0
+    record.metadata.pop("processors", None)
 
 
 @dataclass

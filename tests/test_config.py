@@ -35,8 +35,8 @@ def test_valid_config_defaults_to_sqlite(tmp_path):
             schedule: "*/15 * * * *"
     """))
     assert config.store.type == "sqlite"
-    assert config.endpoints[0].schedule.cron == "*/15 * * * *"
-    assert config.endpoints[0].schedule.timezone == "UTC"
+    assert config.endpoints[0].schedules[0].cron == "*/15 * * * *"
+    assert config.endpoints[0].schedules[0].timezone == "UTC" and config.endpoints[0].schedules[0].enabled
     assert config.resolve_path(config.store.path).parent.parent == tmp_path.resolve()
 
 

@@ -126,3 +126,17 @@ def test_filters_are_decided_while_the_listing_commits(store):
 def test_no_processors_means_nothing_to_do(store):
     sync_container(ListSource({C: [rec(n) for n in range(30)]}, page_size=10), store, C, processors=[])
     assert statuses(store) == {"processed": 30} and list(store.iter_due(ENDPOINT, C)) == []
+
+
+def test_files_a_leading_filter_skips_never_reach_the_files_step(store):
+    recorder = Recorder()
+    chain = [Filter(FilterOptions(exclude=["*.tmp"])), recorder]
+    files = [rec(1), rec(2, title="x.tmp", path="folder/x.tmp"), rec(3)]
+    stats = sync_container(ListSource({C: files}, page_size=2), store, C, processors=chain)
+    assert stats.decided == {"skipped": 1}
+    assert [r.external_id for p in store.iter_due(ENDPOINT, C) for r in p] == ["f1", "f3"]
+    result = process_container(store, chain, ENDPOINT, C)
+    assert set(recorder.done) == {("f1", "v1"), ("f3", "v1")} and result.outcomes["processed"] == 2
+    stored = all_files(store)
+    assert stored["f1"].metadata["processors"] == {"filter": {}, "recorder": {"seen": "v1"}}
+    assert stored["f2"].excluded_by == "filter" and stored["f2"].processing_status == "skipped"

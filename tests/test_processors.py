@@ -346,3 +346,37 @@ endpoints:
     assert files["share/b.txt"].excluded_by == "dedupe" and files["share/bad.exe"].excluded_by == "virustotal"
     assert vt.api_key not in str([(f.metadata, f.processing_errors) for f in files.values()])
     store.close()
+
+
+def test_virustotal_unreachable_leaves_files_pending(scanned, vt):
+    store, run = scanned
+    port = vt.server.server_address[1]
+    vt.stop()
+    stats, _ = run("one", api_url=f"http://127.0.0.1:{port}/api/v3", timeout_s=2)
+    assert stats.outcomes["pending"] == 4 and stats.outcomes["failed"] == 0
+    assert all(r.processing_attempts == 0 for k, r in all_files(store, endpoint="share").items() if k.startswith("one/"))
+
+
+def test_cli_sync_with_a_refused_key_fails_in_one_line_without_the_key(tmp_path, vt, capsys, monkeypatch):
+    from file_connector_dagster.cli import main as cli_main
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv(VT_ENV, "refused-key-0987654321")
+    (tmp_path / "share").mkdir()
+    (tmp_path / "share" / "a.txt").write_bytes(b"clean")
+    (tmp_path / "connector.yaml").write_text(f"""
+store: {{type: sqlite, path: inv.db}}
+endpoints:
+  - name: share
+    type: local
+    endpoint_details: {{roots: share, hash: true}}
+    processors: [{{type: virustotal, api_key: "${{{VT_ENV}}}", api_url: "{vt.api_url}", requests_per_minute: 6000}}]
+""")
+    assert cli_main(["sync", "--config", str(tmp_path / "connector.yaml")]) == 1
+    captured = capsys.readouterr()
+    assert ("failed: share/share: processor virustotal: VirusTotal refused the API key (HTTP 401 "
+            "WrongCredentialsError: Wrong API key); check api_key") in captured.out
+    assert "refused-key-0987654321" not in captured.out + captured.err
+    store = SQLiteStore(tmp_path / "inv.db")
+    assert [f.processing_status for f in all_files(store, endpoint="share").values()] == ["pending"]
+    store.close()

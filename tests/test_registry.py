@@ -135,3 +135,72 @@ def test_processors_share_the_mechanism(tmp_path, monkeypatch, fresh_registry):
         processors.processor_class("ocr")
     with pytest.raises(TypeError, match="not a subclass of Source"):
         base.register_source("nope", processors.PROCESSORS.get("tagger"))
+
+
+SCHEDULE_PLUGIN = '''
+import calendar
+from typing import Literal
+from file_connector_dagster.schedules import Decision, ScheduleType, TimezoneOptions
+
+class MonthEndOptions(TimezoneOptions):
+    type: Literal["month_end"] = "month_end"
+    hour: int = 20
+    only: list[str] = []
+
+class MonthEnd(ScheduleType):
+    """The last day of a month, the containers listed in `only` (all when empty)."""
+    type_name = "month_end"
+    Options = MonthEndOptions
+
+    @property
+    def cron(self):
+        return f"0 {self.options.hour} 28-31 * *"
+
+    def describe(self):
+        return "month end"
+
+    def decide(self, tick):
+        if tick.time.day != calendar.monthrange(tick.time.year, tick.time.month)[1]:
+            return Decision.skip(f"{tick.time.date()} is not the last day of the month")
+        wanted = [c for c in tick.containers if not self.options.only or c in self.options.only]
+        return Decision.run(tick, wanted)
+'''
+
+
+def test_custom_schedule_type_from_an_entry_point_fires_in_dagster(tmp_path, monkeypatch, fresh_registry):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from dagster import build_schedule_context, instance_for_test
+
+    from file_connector_dagster.defs import build_definitions
+    from file_connector_dagster.schedules import base as schedules
+
+    fresh_registry(schedules.SCHEDULES)
+    install_plugin(tmp_path, monkeypatch, "fc_month_end", SCHEDULE_PLUGIN,
+                   "[file_connector.schedules]\nmonth_end = fc_month_end:MonthEnd\n")
+    (tmp_path / "share/alpha").mkdir(parents=True)
+    (tmp_path / "share/beta").mkdir()
+    (tmp_path / "connector.yaml").write_text(
+        "endpoints:\n  - name: books\n    type: local\n    endpoint_details: {roots: share, containers: subfolders}\n"
+        "    schedule: {type: month_end, timezone: Europe/Berlin, hour: 19, only: [beta]}\n")
+    defs = build_definitions(tmp_path / "connector.yaml")
+    schedule = defs.resolve_schedule_def("sync_books_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 19 28-31 * *", "Europe/Berlin")
+    assert schedule.description == "Sync books: month end."
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("books_containers", ["alpha", "beta"])
+
+        def tick(day: str):
+            when = datetime.fromisoformat(f"{day}T19:00").replace(tzinfo=ZoneInfo("Europe/Berlin"))
+            return schedule.evaluate_tick(build_schedule_context(instance=instance, scheduled_execution_time=when,
+                                                                 repository_def=defs.get_repository_def()))
+
+        assert tick("2026-11-28").skip_message == "2026-11-28 is not the last day of the month"
+        assert [(r.partition_key, r.run_key) for r in tick("2026-11-30").run_requests] == [
+            ("beta", "books:2026-11-30T18:00:00+00:00:beta")]
+    assert "month_end" in schedules.schedule_types()
+    with pytest.raises(ConfigError, match="unknown schedule type 'weekly'; known schedule types: business_hours, "
+                                          "conditional, cron, manual, month_end"):
+        parse_config({"endpoints": [{"name": "b", "type": "local", "endpoint_details": {"roots": "."},
+                                     "schedule": {"type": "weekly"}}]})

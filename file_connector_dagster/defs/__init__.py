@@ -16,7 +16,7 @@ from .checks import build_checks, build_checks_job, build_checks_schedule
 from .notifications import build_notification_sensors
 from .report import build_reports
 from .resources import FileConnectorResource
-from .triggers import build_discovery_sensor, build_job, build_schedule
+from .triggers import build_discovery_sensor, build_job, build_triggers
 
 
 def build_definitions(path: str | os.PathLike | None = None, retries: bool = True) -> Definitions:
@@ -46,8 +46,9 @@ def build_definitions(path: str | os.PathLike | None = None, retries: bool = Tru
         assets += endpoint_assets
         jobs.append(job)
         sensors.append(build_discovery_sensor(endpoint, job, partitions))
-        if endpoint.schedule:
-            schedules.append(build_schedule(endpoint, job, partitions))
+        endpoint_schedules, endpoint_sensors = build_triggers(endpoint, job, partitions, connector, config.base_dir)
+        schedules += endpoint_schedules
+        sensors += endpoint_sensors
     sensors += build_notification_sensors(config, jobs)
     if asset_checks:
         checks_job = build_checks_job()

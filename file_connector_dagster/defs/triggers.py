@@ -3,23 +3,32 @@ partitions definitions fails validation)."""
 
 
 import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from dagster import (
-    AssetSelection, AssetsDefinition, Backoff, DefaultScheduleStatus, DefaultSensorStatus, DynamicPartitionsDefinition, Jitter,
-    RetryPolicy, RunRequest, ScheduleEvaluationContext, SensorDefinition, SensorEvaluationContext, SensorResult,
-    SkipReason, define_asset_job, in_process_executor, schedule, sensor,
+    AssetSelection, AssetsDefinition, Backoff, DefaultScheduleStatus, DefaultSensorStatus, DynamicPartitionsDefinition,
+    JobDefinition, Jitter, RetryPolicy, RunRequest, ScheduleDefinition, ScheduleEvaluationContext, SensorDefinition,
+    SensorEvaluationContext, SensorResult, SkipReason, define_asset_job, in_process_executor, schedule, sensor,
 )
-from dagster import ScheduleDefinition
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from ..engine import error_text
-from ..errors import FileConnectorError
 from ..config import EndpointConfig
+from ..engine import error_text, retire_container
+from ..errors import FileConnectorError
+from ..schedules import Decision, ScheduleType, Tick, build_schedule as build_schedule_type
+from ..schedules.base import TICK_BUDGET_S
 from .assets import group_name
 from .resources import FileConnectorResource
 
 # How often a discovery sensor lists an endpoint's containers (README: "Dagster UI").
 DISCOVERY_INTERVAL_S = 300
+# How long a known container may be missing at the source before its files are tombstoned and its
+# partition removed: long enough to ride out a permissions glitch or a provider outage.
+VANISHED_GRACE_S = 24 * 3600
 
 # A tick syncs up to this many containers in one run (a partition range), each on its own inside it: a
 # site of 20 libraries costs one run worker, not 20.
@@ -45,57 +54,122 @@ def build_job(endpoint: EndpointConfig, assets: list[AssetsDefinition],
         executor_def=in_process_executor,
         op_retry_policy=SYNC_RETRY if retries else None,
         description=f"Sync endpoint {endpoint.name}: listing, then processors.",
-        tags={"file_connector/endpoint": endpoint.name},
+        # the run queue's tag limits key on these (docs/deployment.md)
+        tags={"file_connector/endpoint": endpoint.name, "file_connector/source": endpoint.type},
     )
 
 
-def container_runs(containers: list[str], run_key: str, per_run: int = CONTAINERS_PER_RUN) -> list[RunRequest]:
-    """Run requests for consecutive containers of a dynamic partitions definition (in the instance's
-    order), `per_run` containers to a run."""
+def container_runs(containers: list[str], run_key: str, per_run: int = CONTAINERS_PER_RUN,
+                   known: list[str] | None = None, tags: dict[str, str] | None = None) -> list[RunRequest]:
+    """Run requests for `containers`, `per_run` consecutive ones (in the instance's partition order,
+    `known`; default: as given) to a run. Run keys: `<run_key>:<container>` or `<run_key>:<first>..<last>`."""
+    wanted = set(containers)
+    order = known if known is not None else containers
+    segments: list[list[str]] = [[]]
+    for key in order:  # a range may only span containers that are all wanted
+        if key in wanted:
+            segments[-1].append(key)
+        elif segments[-1]:
+            segments.append([])
     requests = []
-    for i in range(0, len(containers), per_run):
-        chunk = containers[i:i + per_run]
-        if len(chunk) == 1:
-            requests.append(RunRequest(run_key=f"{run_key}:{chunk[0]}", partition_key=chunk[0]))
-        else:
-            requests.append(RunRequest(run_key=f"{run_key}:{chunk[0]}..{chunk[-1]}",
-                                       tags={RANGE_START: chunk[0], RANGE_END: chunk[-1]}))
+    for segment in segments:
+        for i in range(0, len(segment), per_run):
+            chunk = segment[i:i + per_run]
+            if len(chunk) == 1:
+                requests.append(RunRequest(run_key=f"{run_key}:{chunk[0]}", partition_key=chunk[0], tags=tags or {}))
+            elif chunk:
+                requests.append(RunRequest(run_key=f"{run_key}:{chunk[0]}..{chunk[-1]}",
+                                           tags={**(tags or {}), RANGE_START: chunk[0], RANGE_END: chunk[-1]}))
     return requests
 
 
-def build_schedule(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition,
-                   partitions: DynamicPartitionsDefinition) -> ScheduleDefinition:
-    """A cron schedule that syncs every known container of the endpoint."""
-    assert endpoint.schedule is not None
+def _run_requests(endpoint: EndpointConfig, decision: Decision, known: list[str], trigger: str) -> list[RunRequest]:
+    return container_runs(decision.containers, f"{endpoint.name}:{decision.basis}", known=known,
+                          tags={"file_connector/trigger": trigger})
 
+
+def build_triggers(endpoint: EndpointConfig, job: JobDefinition,
+                   partitions: DynamicPartitionsDefinition, connector: FileConnectorResource,
+                   base_dir: Path = Path(".")) -> tuple[list[ScheduleDefinition], list[SensorDefinition]]:
+    """The endpoint's configured schedules: a Dagster schedule for each that ticks on a cron, a
+    sensor for each that polls, nothing for manual ones. All switched on unless `enabled: false`.
+
+    Schedules open sources and stores through `connector` directly (a schedule taking a resource
+    needs a context manager in every test); sensors take it as a resource."""
+    schedules: list[ScheduleDefinition] = []
+    sensors: list[SensorDefinition] = []
+    for options, suffix in zip(endpoint.schedules, endpoint.schedule_suffixes()):
+        kind = build_schedule_type(endpoint.name, options, base_dir)
+        name = f"sync_{group_name(endpoint)}_{suffix}"
+        description = f"Sync {endpoint.name}: {kind.describe()}."
+        if kind.cron:
+            schedules.append(_schedule(endpoint, job, partitions, connector, kind, name, description))
+        elif kind.check_interval_s:
+            sensors.append(_sensor(endpoint, job, partitions, kind, name, description))
+    return schedules, sensors
+
+
+def _schedule(endpoint: EndpointConfig, job: JobDefinition, partitions: DynamicPartitionsDefinition,
+              connector: FileConnectorResource, kind: ScheduleType, name: str, description: str) -> ScheduleDefinition:
     @schedule(
-        name=f"sync_{group_name(endpoint)}_schedule",
+        name=name,
         job=job,
-        cron_schedule=endpoint.schedule.cron,
-        execution_timezone=endpoint.schedule.timezone,
-        description=f"Sync {endpoint.name} on '{endpoint.schedule.cron}' ({endpoint.schedule.timezone}).",
-        default_status=DefaultScheduleStatus.RUNNING,  # a schedule written in connector.yaml is meant to run
+        cron_schedule=kind.cron,
+        execution_timezone=kind.timezone,
+        description=description,
+        default_status=DefaultScheduleStatus.RUNNING if kind.options.enabled else DefaultScheduleStatus.STOPPED,
+        tags={"file_connector/endpoint": endpoint.name},
     )
-    def _schedule(context: ScheduleEvaluationContext):
-        keys = context.instance.get_dynamic_partitions(partitions.name)
-        if not keys:
-            return SkipReason(f"{endpoint.name} has no containers yet; its discovery sensor adds them")
-        return container_runs(keys, f"{endpoint.name}:{context.scheduled_execution_time.isoformat()}")
+    def _tick(context: ScheduleEvaluationContext):
+        when = context.scheduled_execution_time or datetime.now(timezone.utc)
+        known = context.instance.get_dynamic_partitions(partitions.name)
+        tick = Tick(endpoint.name, when.astimezone(ZoneInfo(kind.timezone)), known,
+                    open_source=lambda: connector.source(endpoint.name), open_store=connector.store,
+                    deadline=time.monotonic() + TICK_BUDGET_S, log=context.log)
+        decision = kind.decide(tick)
+        return _run_requests(endpoint, decision, known, name) or SkipReason(decision.skip_reason or "nothing to sync")
 
-    return _schedule
+    return _tick
 
 
-def build_discovery_sensor(endpoint: EndpointConfig, job: UnresolvedAssetJobDefinition,
-                           partitions: DynamicPartitionsDefinition,
-                           interval_s: int = DISCOVERY_INTERVAL_S) -> SensorDefinition:
-    """Adds containers that appeared at the source as partitions and requests their first sync."""
+def _sensor(endpoint: EndpointConfig, job: JobDefinition, partitions: DynamicPartitionsDefinition,
+            kind: ScheduleType, name: str, description: str) -> SensorDefinition:
+    @sensor(
+        name=name,
+        job=job,
+        minimum_interval_seconds=kind.check_interval_s,
+        description=description,
+        default_status=DefaultSensorStatus.RUNNING if kind.options.enabled else DefaultSensorStatus.STOPPED,
+    )
+    def _check(context: SensorEvaluationContext, connector: FileConnectorResource):
+        state = json.loads(context.cursor) if context.cursor else {}
+        known = context.instance.get_dynamic_partitions(partitions.name)
+        tick = Tick(endpoint.name, datetime.now(ZoneInfo(kind.timezone)), known, state,
+                    open_source=lambda: connector.source(endpoint.name), open_store=connector.store,
+                    deadline=time.monotonic() + TICK_BUDGET_S, log=context.log)
+        decision = kind.decide(tick)
+        cursor = json.dumps(decision.state if decision.state is not None else state)
+        if decision.containers:
+            return SensorResult(run_requests=_run_requests(endpoint, decision, known, name), cursor=cursor)
+        return SensorResult(skip_reason=SkipReason(decision.skip_reason or "nothing to sync"), cursor=cursor)
+
+    return _check
+
+
+def build_discovery_sensor(endpoint: EndpointConfig, job: JobDefinition,
+                           partitions: DynamicPartitionsDefinition, interval_s: int = DISCOVERY_INTERVAL_S,
+                           vanished_grace_s: float = VANISHED_GRACE_S) -> SensorDefinition:
+    """Adds containers that appeared at the source as partitions and requests their first sync;
+    reports containers that vanished, and after `vanished_grace_s` tombstones their files and
+    removes their partitions (so schedules stop running them). Cursor: {"containers": [...],
+    "vanished": {key: first seen missing}, "retired": {key: when}} (times ISO, UTC)."""
 
     @sensor(
         name=f"discover_{group_name(endpoint)}",
         job=job,
         minimum_interval_seconds=interval_s,
         default_status=DefaultSensorStatus.RUNNING,
-        description=f"Find new containers of {endpoint.name} and sync them for the first time.",
+        description=f"Find new containers of {endpoint.name} and sync them for the first time; retire vanished ones.",
     )
     def _sensor(context: SensorEvaluationContext, connector: FileConnectorResource):
         try:
@@ -106,16 +180,63 @@ def build_discovery_sensor(endpoint: EndpointConfig, job: UnresolvedAssetJobDefi
                 source.close()
         except FileConnectorError as exc:
             return SkipReason(f"cannot list containers of {endpoint.name}: {error_text(exc)}")
-        known = set(context.instance.get_dynamic_partitions(partitions.name))
-        new = [key for key in found if key not in known]
-        cursor = json.dumps({"containers": sorted(found)})
+        previous = json.loads(context.cursor) if context.cursor else {}
+        known = context.instance.get_dynamic_partitions(partitions.name)
+        present = set(found)
+        new = [key for key in found if key not in set(known)]
+        now = datetime.now(timezone.utc)
+        report = Vanished.update(previous.get("vanished", {}), [key for key in known if key not in present],
+                                 now, vanished_grace_s)
+        retired, notes = [], []
+        if report.expired:
+            store = connector.store()
+            try:
+                for key in report.expired:
+                    stats = retire_container(store, endpoint.name, key)
+                    retired.append(key)
+                    notes.append(f"{key} retired: partition removed, {stats.deleted} files tombstoned")
+            except FileConnectorError as exc:  # the rest stay for the next tick
+                notes.append(f"cannot retire {report.expired[len(retired)]}: {error_text(exc)}")
+            finally:
+                store.close()
+        notes += [f"{key} vanished at the source (since {since}); partition removed after "
+                  f"{vanished_grace_s / 3600:g} h" for key, since in report.waiting.items()]
+        for note in notes:
+            context.log.warning(f"{endpoint.name}: {note}")
+        # a container that comes back after it was retired gets a new first-sync run key
+        returned = {**previous.get("retired", {}), **{key: now.isoformat(timespec="seconds") for key in retired}}
+        cursor = json.dumps({"containers": sorted(found), "retired": returned,
+                             "vanished": {k: v for k, v in report.since.items() if k not in retired}})
+        requests = []
+        if new:
+            requests.append(partitions.build_add_request(new))
+        if retired:
+            requests.append(partitions.build_delete_request(retired))
         if not new:
-            return SensorResult(skip_reason=SkipReason(f"no new containers ({len(found)} known)"), cursor=cursor)
+            summary = "; ".join([f"no new containers ({len(found)} at the source)", *notes])
+            return SensorResult(skip_reason=SkipReason(summary), dynamic_partitions_requests=requests, cursor=cursor)
         return SensorResult(
             # the new keys are added in this order at the end, so they form a range
-            run_requests=container_runs(new, f"first-sync:{endpoint.name}"),
-            dynamic_partitions_requests=[partitions.build_add_request(new)],
+            run_requests=container_runs(new, f"first-sync:{endpoint.name}" + (
+                f":after-{max(returned[key] for key in new if key in returned)}" if set(new) & set(returned) else "")),
+            dynamic_partitions_requests=requests,
             cursor=cursor,
         )
 
     return _sensor
+
+
+@dataclass
+class Vanished:
+    """Known containers missing at the source: since when, which are past the grace period."""
+
+    since: dict[str, str]  # key -> first tick it was missing (ISO, UTC)
+    expired: list[str]
+    waiting: dict[str, str]
+
+    @classmethod
+    def update(cls, previous: dict[str, str], missing: list[str], now: datetime, grace_s: float) -> "Vanished":
+        since = {key: previous.get(key, now.isoformat(timespec="seconds")) for key in missing}
+        expired = [key for key, first in since.items()
+                   if (now - datetime.fromisoformat(first)).total_seconds() >= grace_s]
+        return cls(since, expired, {k: v for k, v in since.items() if k not in expired})

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Iterator, Mapping
 from pydantic import BaseModel
 
 from ..errors import ContentUnavailable
-from ..records import ChangePage, FileRecord, Folder
+from ..records import ChangePage, FileRecord, Folder, SyncState
 from ..registry import Registry
 
 
@@ -84,6 +84,29 @@ class Source(ABC):
         """Returns:
         Whether the provider can be reached and read with the configured credentials."""
 
+    def pending_changes(self, container: str, state: SyncState, limit: int, budget_s: float) -> int:
+        """Count the changes waiting at the provider since the last committed sync, cheaply (no
+        listing written anywhere, the stored cursor left as it is). Optional: sources that cannot
+        do this leave it out, and `conditional` schedules with `check_file_count` refuse them.
+
+        Args:
+            container: a Container.key.
+            state: the container's stored SyncState (cursor, last_sync_at).
+            limit: stop counting at this many (the caller's threshold).
+            budget_s: the time it may take, waits for throttling included.
+
+        Returns:
+            The number of pending changes, at most `limit` (`limit` as well when the source cannot
+            tell, e.g. an unfinished listing or an expired delta: a sync is due anyway).
+            A failure raises SourceError naming the endpoint, container and request.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def can_probe(cls) -> bool:
+        """Whether the source implements pending_changes()."""
+        return cls.pending_changes is not Source.pending_changes
+
     def open_content(self, record: FileRecord) -> Iterator[bytes]:
         """Stream a file's bytes in chunks (memory: one chunk); closing the iterator releases the
         connection or file.
@@ -103,7 +126,8 @@ class Source(ABC):
 
 SOURCES: Registry[type[Source]] = Registry(
     "source type", "file_connector.sources", Source,
-    builtins=(f"{__package__}.local", f"{__package__}.sharepoint"))
+    builtins=(f"{__package__}.local", f"{__package__}.sharepoint", f"{__package__}.google_drive",
+              f"{__package__}.autodesk"))
 
 
 def register_source(type_name: str, cls: type[Source]) -> None:

@@ -1,8 +1,8 @@
 """The HTTP client every network source shares: TLS, retries with Retry-After, adaptive slow-down, one-line errors.
 
 Provider-neutral: a source gives it a label for error messages, an optional `auth` callable that
-returns headers (asked again with `refresh=True` after a 401) and its throttling knobs; the client
-does the rest. Plain Python, no Dagster.
+returns headers (asked again with `refresh=True` after a 401), its throttling knobs and, when its
+errors read differently, an ErrorDialect; the client does the rest. Plain Python, no Dagster.
 
 No fixed-rate pacing by default: the providers' guidance is to honour Retry-After, and a per-process
 limit does not coordinate Dagster's separate run processes anyway (Dagster pools and run-queue limits
@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -190,7 +190,7 @@ def describe_error_body(response: requests.Response) -> str:
         return ""
     error = body.get("error")
     if isinstance(error, dict):
-        code = error.get("code") or ""
+        code = str(error.get("code") or "")
         inner = error.get("innerError") or error.get("innererror") or {}
         if isinstance(inner, dict) and inner.get("code") and inner.get("code") != code:
             code = f"{code}/{inner['code']}" if code else inner["code"]
@@ -200,6 +200,35 @@ def describe_error_body(response: requests.Response) -> str:
         description = str(body.get("error_description") or body.get("message") or "")
         return ": ".join(p for p in (error, description.splitlines()[0] if description else "") if p)
     return ""
+
+
+@dataclass(frozen=True)
+class ErrorDialect:
+    """How a provider words its errors; a source declares its own, the client stays provider-neutral.
+
+    Attributes:
+        describe: 'code: message' from an error response's body (for the one-line error).
+        throttled: whether a refused response outside 429/5xx is throttling all the same, to be waited
+            out like a 429 (Google Drive answers its rate limits with 403 and a reason in the body).
+    """
+
+    describe: Callable[[requests.Response], str] = describe_error_body
+    throttled: Callable[[requests.Response], bool] = lambda response: False
+
+def describe_jsonapi_errors(response: requests.Response) -> str:
+    """'code: title: detail' of the first entry of a JSON:API error body ({"errors": [{...}]}) (APS Data
+    Management, among others), else what describe_error_body finds."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        first = errors[0]
+        parts = [str(first[k]).splitlines()[0] for k in ("code", "title", "detail") if first.get(k)]
+        unique = [p for i, p in enumerate(parts) if p not in parts[:i]]
+        return ": ".join(unique) + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
+    return describe_error_body(response)
 
 
 class HttpClient:
@@ -214,19 +243,30 @@ class HttpClient:
         requests_per_second, burst: fixed-rate pacing per host (off by default; 0 turns it off).
         pacing: AdaptivePacing (the slow-down after a 429/503).
         timeout_s: connect/read timeout per attempt.
+        errors: the provider's ErrorDialect (describe + throttling); default: describe_error, no extra throttling.
+        describe_error: the provider's error body -> 'code: message' (describe_error_body for Graph and
+            OAuth shapes, describe_jsonapi_errors for JSON:API).
+        link_origin: the API's scheme://host; links from responses (next pages) are followed only there,
+            so the bearer token goes nowhere else. Relative links resolve against it.
     """
 
     def __init__(self, label: str, auth: AuthHeaders | None = None, ca_bundle: str | None = None,
                  policy: RetryPolicy | None = None, requests_per_second: float = 0.0, burst: float = 10.0,
                  timeout_s: float = 60.0, session: requests.Session | None = None,
-                 sleep: Callable[[float], None] = time.sleep, pacing: AdaptivePacing | None = None):
+                 sleep: Callable[[float], None] = time.sleep, pacing: AdaptivePacing | None = None,
+                 errors: ErrorDialect | None = None,
+                 describe_error: Callable[[requests.Response], str] = describe_error_body,
+                 link_origin: str | None = None):
         self.label = label
+        self.errors = errors or ErrorDialect(describe=describe_error)
         self.auth = auth
         self.policy = policy or RetryPolicy()
         self.requests_per_second, self.burst = requests_per_second, burst
         self.timeout_s = timeout_s
         self.session = session or tls_session(ca_bundle)
         self.sleep = sleep
+        self.describe_error = describe_error
+        self.link_origin = link_origin
         self.calls = 0  # HTTP attempts made (what ChangePage.api_calls reports)
         self.waited_s = 0.0  # time spent waiting out throttling and failures, against the budget
         self.pacing = pacing or AdaptivePacing()
@@ -240,18 +280,29 @@ class HttpClient:
         """'GET /path' without scheme, host or query (queries can hold tokens)."""
         return f"{method} {urlsplit(url).path or '/'}"
 
+    def checked_link(self, link: Any, what: str) -> str:
+        """A link from a response, made absolute against link_origin; a link to any other host raises."""
+        origin = urlsplit(self.link_origin or "")
+        url = urljoin(f"{origin.scheme}://{origin.netloc}/", str(link))
+        parts = urlsplit(url)
+        if not self.link_origin or (parts.scheme, parts.netloc) != (origin.scheme, origin.netloc):
+            raise SourceError(f"{self.label}: {what}: the response links to another host ({parts.netloc}); not followed")
+        return url
+
     def _fail(self, what: str, problem: str, retryable: bool = True) -> SourceError:
         return SourceError(f"{self.label}: {what}: {problem}", retryable=retryable)
 
     def request(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
                 headers: Mapping[str, str] | None = None, data: Any = None,
                 ok_statuses: frozenset[int] = frozenset(), what: str | None = None, stream: bool = False,
-                allow_redirects: bool = True) -> requests.Response:
+                allow_redirects: bool = True, bucket: TokenBucket | None = None) -> requests.Response:
         """Send a request; returns a 2xx response, or one whose status is in ok_statuses.
 
         Args:
             stream: leave the body unread (iterate it, then close the response).
             allow_redirects: follow 3xx (False: a 3xx in ok_statuses comes back as it is).
+            bucket: pace this request with it (a provider's per-endpoint-family limit) instead of the
+                per-host pacing.
 
         Raises:
             SourceError: any other status, after retries for 429/5xx; the message names the request
@@ -262,7 +313,9 @@ class HttpClient:
         attempt = 0
         while True:
             attempt += 1
-            if self.requests_per_second > 0:
+            if bucket is not None:
+                bucket.acquire()
+            elif self.requests_per_second > 0:
                 bucket_for(urlsplit(url).netloc, self.requests_per_second, self.burst).acquire()
             self.paced_s += self.pacing.before_request(self.sleep)
             send_headers = dict(headers or {})
@@ -289,10 +342,11 @@ class HttpClient:
                 response.close()
                 self.auth(True)
                 continue
-            detail = describe_error_body(response)
+            detail = self.errors.describe(response)
             problem = f"HTTP {status}" + (f" {detail}" if detail else "")
-            if status in RETRY_STATUSES:
-                if status in THROTTLE_STATUSES:
+            throttled = status in THROTTLE_STATUSES or self.errors.throttled(response)
+            if status in RETRY_STATUSES or throttled:
+                if throttled:
                     self.pacing.throttled()
                 response.close()
                 self._wait(what, problem, attempt, retry_after_seconds(response.headers.get("Retry-After")))
@@ -302,8 +356,9 @@ class HttpClient:
             # 4xx other than throttling/timeouts will answer the same next time: no point retrying the run
             raise self._fail(what, problem, retryable=not (400 <= status < 500) or status in (408, 409, 423))
 
-    def get_json(self, url: str, params: Mapping[str, Any] | None = None, what: str | None = None) -> dict[str, Any]:
-        response = self.request("GET", url, params=params, what=what)
+    def get_json(self, url: str, params: Mapping[str, Any] | None = None, what: str | None = None,
+                 bucket: TokenBucket | None = None) -> dict[str, Any]:
+        response = self.request("GET", url, params=params, what=what, bucket=bucket)
         try:
             body = response.json()
         except ValueError:

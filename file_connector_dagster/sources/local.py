@@ -12,6 +12,7 @@ import json
 import mimetypes
 import os
 import stat
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import ContentUnavailable, SourceError
 from ..processors.builtin import glob_match
-from ..records import ChangePage, FileRecord, Folder
+from ..records import ChangePage, FileRecord, Folder, SyncState
 from .base import Container, Health, Source, register_source
 
 
@@ -143,6 +144,8 @@ class LocalSource(Source):
         top = dirs[container]
         state = json.loads(cursor) if cursor else {}
         after = tuple(state["after"].split("/")) if state.get("after") else None
+        # when this listing started (kept when it resumes): what pending_changes counts changes from
+        started = (after and state.get("started")) or datetime.now(timezone.utc).isoformat()
         starts = after is None
         incomplete = bool(state.get("incomplete"))
         changes: list[FileRecord] = []
@@ -156,11 +159,63 @@ class LocalSource(Source):
             changes.append(item)
             last_path = item.path
             if len(changes) >= self.details.page_size:
-                yield ChangePage(upserts=changes, cursor=json.dumps({"after": last_path, "incomplete": incomplete}),
+                yield ChangePage(upserts=changes, cursor=json.dumps({"after": last_path, "incomplete": incomplete,
+                                                                     "started": started}),
                                  full_listing=True, starts_listing=starts, errors=errors, api_calls=0)
                 starts, changes, errors = False, [], []
-        yield ChangePage(upserts=changes, cursor=json.dumps({"complete": True}), full_listing=True,
+        yield ChangePage(upserts=changes, cursor=json.dumps({"complete": True, "started": started}), full_listing=True,
                          starts_listing=starts, last=True, errors=errors, listing_incomplete=incomplete)
+
+    def pending_changes(self, container: str, state: SyncState, limit: int, budget_s: float) -> int:
+        """Files and folders modified since the last complete listing started (a folder's mtime moves
+        when an entry in it is added, removed or renamed). Reads metadata only, never contents."""
+        dirs = self._container_dirs()
+        if container not in dirs:
+            raise SourceError(f"endpoint {self.endpoint!r}, container {container!r}: no such folder "
+                              f"(containers: {', '.join(dirs) or 'none'})")
+        cursor = json.loads(state.cursor) if state.cursor else {}
+        if not cursor.get("complete"):
+            return limit  # never listed, or a listing was cut short: a sync is due
+        if cursor.get("started"):
+            since = datetime.fromisoformat(cursor["started"]).timestamp()
+        elif state.last_sync_at is not None:
+            since = state.last_sync_at.timestamp()
+        else:
+            return limit
+        since -= 1.0  # file systems with coarse timestamps: a false alarm costs one sync, a miss costs more
+        deadline = time.monotonic() + budget_s
+        count = 0
+        stack: list[tuple[str, str]] = [(str(dirs[container]), "")]
+        while stack:
+            if time.monotonic() > deadline:
+                raise SourceError(f"endpoint {self.endpoint!r}, container {container!r}: counting pending changes "
+                                  f"took longer than {budget_s:.0f}s")
+            folder, rel_dir = stack.pop()
+            try:
+                if os.stat(folder).st_mtime > since:
+                    count += 1
+                with os.scandir(folder) as it:
+                    entries = list(it)
+            except OSError:
+                continue  # unreadable: the sync reports it
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((entry.path, rel))
+                        continue
+                    if not entry.is_file() or entry.stat().st_mtime <= since:
+                        continue
+                except OSError:
+                    continue
+                if self.details.include and not any(glob_match(rel, p) for p in self.details.include):
+                    continue
+                if any(glob_match(rel, p) for p in self.details.exclude):
+                    continue
+                count += 1
+            if count >= limit:
+                return limit
+        return count
 
     def _entries(self, folder: Path, rel_dir: str) -> "list[os.DirEntry[str]] | _Problem":
         """The folder's entries sorted by name, or the problem that kept us from reading all of them."""

@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import re
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..config import Secret, redact
 from ..errors import ConfigError, ContentUnavailable, SourceError
-from ..records import ChangePage, FileRecord, Folder
+from ..records import ChangePage, FileRecord, Folder, SyncState
 from .base import Container, Health, Source, register_source
 from .http import HttpClient, RetryPolicy, tls_session
 
@@ -281,20 +282,19 @@ class SharePointSource(Source):
         name = self._names.get(container)
         return f"endpoint {self.endpoint!r}, container {container!r}" + (f" ({name})" if name else "")
 
-    def _client(self, container: str | None = None) -> HttpClient:
+    def _client(self, container: str | None = None, budget_s: float | None = None) -> HttpClient:
+        """The HTTP client of a sync; with budget_s, one for a quick check whose retries and
+        timeouts all fit into that many seconds."""
         d = self.details
         policy = RetryPolicy(max_wait_s=d.max_wait_s, total_wait_s=d.throttle_budget_s, backoff_base_s=d.backoff_base_s)
+        timeout = d.timeout_s
+        if budget_s is not None:
+            policy = RetryPolicy(max_wait_s=min(d.max_wait_s, budget_s / 4), total_wait_s=budget_s / 2,
+                                 backoff_base_s=min(d.backoff_base_s, 1.0), max_attempts=3)
+            timeout = min(d.timeout_s, max(1.0, budget_s / 3))
         return HttpClient(self._label(container), auth=self.auth, policy=policy, session=self.session,
                           requests_per_second=d.requests_per_second, burst=max(1.0, 2 * d.requests_per_second),
-                          timeout_s=d.timeout_s)
-
-    def _checked_link(self, link: Any, client: HttpClient, what: str) -> str:
-        """Links from a response are followed only on the Graph host: the bearer token goes nowhere else."""
-        graph = urlsplit(self.graph_url)
-        parts = urlsplit(str(link))
-        if (parts.scheme, parts.netloc) != (graph.scheme, graph.netloc):
-            raise SourceError(f"{client.label}: {what}: the response links to another host ({parts.netloc}); not followed")
-        return str(link)
+                          timeout_s=timeout, link_origin=self.graph_url)
 
     def close(self) -> None:
         if self._session is not None:
@@ -333,7 +333,7 @@ class SharePointSource(Source):
         while url:
             body = client.get_json(url, params=params)
             drives.extend(body.get("value") or [])
-            url = self._checked_link(body["@odata.nextLink"], client, "list drives") if body.get("@odata.nextLink") else None
+            url = client.checked_link(body["@odata.nextLink"], "list drives") if body.get("@odata.nextLink") else None
             params = None
         if d.libraries:
             by_name = {str(dr.get("name", "")).lower(): dr for dr in drives}
@@ -375,6 +375,32 @@ class SharePointSource(Source):
         except SourceError as exc:
             checks["drives"] = redact(str(exc))
         return Health(ok=all(v == "ok" for v in checks.values()), checks=checks)
+
+    # -- probe ------------------------------------------------------------------------------------
+    def pending_changes(self, container: str, state: SyncState, limit: int, budget_s: float) -> int:
+        """Items the stored deltaLink returns now (folders included, the root not), counted page by
+        page up to `limit`. The stored cursor is not touched: the next sync replays the same delta."""
+        cursor = json.loads(state.cursor) if state.cursor else {}
+        if not cursor.get("delta"):
+            return limit  # never listed, or a listing was cut short: a sync is due
+        client = self._client(container, budget_s=budget_s)
+        deadline = time.monotonic() + budget_s
+        link: str | None = client.checked_link(cursor["delta"], "probe")
+        count = 0
+        while link and count < limit:
+            if time.monotonic() > deadline:
+                raise SourceError(f"{client.label}: counting pending changes took longer than {budget_s:.0f}s")
+            response = client.request("GET", link, ok_statuses=frozenset({410}), what=f"GET /drives/{container}/root/delta")
+            if response.status_code == 410:
+                return limit  # the delta link expired: the next sync lists everything again
+            try:
+                body = response.json()
+            except ValueError:
+                raise SourceError(f"{client.label}: GET /drives/{container}/root/delta: the response is not JSON") from None
+            count += sum(1 for item in body.get("value") or [] if isinstance(item, dict) and "root" not in item)
+            next_link = body.get("@odata.nextLink")
+            link = client.checked_link(next_link, "probe") if next_link else None
+        return min(count, limit)
 
     # -- content ----------------------------------------------------------------------------------
     def open_content(self, record: FileRecord, chunk_size: int = 1 << 20) -> Iterator[bytes]:
@@ -431,7 +457,7 @@ class SharePointSource(Source):
             link, full, starts = state["next"], bool(state.get("full")), False
         else:
             link, full, starts = fresh, True, True
-        link = self._checked_link(link, client, "resume")
+        link = client.checked_link(link, "resume")
         tree = FolderTree(folders if (state.get("delta") or state.get("next")) else {})
         seen_folders: set[str] | None = set() if starts else None  # to drop folders a full listing no longer has
         calls_before = 0
@@ -460,9 +486,9 @@ class SharePointSource(Source):
                     if page.upserts or page.deletions or page.moves or empty_repeats > 20:
                         raise SourceError(f"{client.label}: GET /drives/{container}/root/delta: the next link "
                                           "points back to a page already read (circular @odata.nextLink)")
-                page.cursor = json.dumps({"next": self._checked_link(next_link, client, "delta"), "full": full})
+                page.cursor = json.dumps({"next": client.checked_link(next_link, "delta"), "full": full})
             elif delta_link:
-                page.cursor = json.dumps({"delta": self._checked_link(delta_link, client, "delta")})
+                page.cursor = json.dumps({"delta": client.checked_link(delta_link, "delta")})
                 page.last = True
                 if full and seen_folders is not None:  # folders the whole listing did not see are gone
                     gone = [fid for fid in tree.nodes if fid not in seen_folders]

@@ -174,4 +174,13 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        6,
+        "folders.version: a source's marker of a tree node (e.g. a folder's lastModifiedTimeRollup)",
+        sqlite=("ALTER TABLE folders ADD COLUMN version TEXT",),
+        postgres=("ALTER TABLE folders ADD COLUMN version TEXT",),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -183,7 +183,7 @@ class _MongoTx(PageTx):
     def put_folders(self, endpoint: str, container: str, folders: list[Folder]) -> None:
         scope = {"endpoint": endpoint, "container": container}
         self.db.folders.bulk_write(
-            [UpdateOne({**scope, "folder_id": f.folder_id}, {"$set": {"parent_id": f.parent_id, "name": f.name}},
+            [UpdateOne({**scope, "folder_id": f.folder_id}, {"$set": {"parent_id": f.parent_id, "name": f.name, "version": f.version}},
                        upsert=True) for f in folders], ordered=False, session=self.session)
 
     def delete_folders(self, endpoint: str, container: str, folder_ids: list[str]) -> None:
@@ -348,7 +348,7 @@ class MongoStore(Store):
     def folders(self, endpoint: str, container: str) -> dict[str, Folder]:
         with self._errors(f"read folders of {endpoint}/{container}"):
             docs = list(self.db.folders.find({"endpoint": endpoint, "container": container}))
-        return {d["folder_id"]: Folder(d["folder_id"], d.get("parent_id"), d["name"]) for d in docs}
+        return {d["folder_id"]: Folder(d["folder_id"], d.get("parent_id"), d["name"], d.get("version")) for d in docs}
 
     def reset_cursor(self, endpoint: str, container: str) -> None:
         with self._errors(f"reset cursor of {endpoint}/{container}"):

@@ -227,10 +227,10 @@ class _PostgresTx(PageTx):
 
     def put_folders(self, endpoint: str, container: str, folders: list[Folder]) -> None:
         psycopg2.extras.execute_values(
-            self.cur, "INSERT INTO folders (endpoint, container, folder_id, parent_id, name) VALUES %s "
+            self.cur, "INSERT INTO folders (endpoint, container, folder_id, parent_id, name, version) VALUES %s "
             "ON CONFLICT (endpoint, container, folder_id) DO UPDATE SET parent_id = EXCLUDED.parent_id, "
-            "name = EXCLUDED.name",
-            [(endpoint, container, f.folder_id, f.parent_id, f.name) for f in folders], page_size=len(folders))
+            "name = EXCLUDED.name, version = EXCLUDED.version",
+            [(endpoint, container, f.folder_id, f.parent_id, f.name, f.version) for f in folders], page_size=len(folders))
 
     def delete_folders(self, endpoint: str, container: str, folder_ids: list[str]) -> None:
         self._run("DELETE FROM folders WHERE endpoint = %(endpoint)s AND container = %(container)s "
@@ -383,9 +383,9 @@ class PostgresStore(Store):
 
     def folders(self, endpoint: str, container: str) -> dict[str, Folder]:
         with self._tx(f"read folders of {endpoint}/{container}") as cur:
-            cur.execute("SELECT folder_id, parent_id, name FROM folders WHERE endpoint = %s AND container = %s",
+            cur.execute("SELECT folder_id, parent_id, name, version FROM folders WHERE endpoint = %s AND container = %s",
                         (endpoint, container))
-            return {r["folder_id"]: Folder(r["folder_id"], r["parent_id"], r["name"]) for r in cur}
+            return {r["folder_id"]: Folder(r["folder_id"], r["parent_id"], r["name"], r["version"]) for r in cur}
 
     def reset_cursor(self, endpoint: str, container: str) -> None:
         with self._tx(f"reset cursor of {endpoint}/{container}") as cur:

@@ -143,9 +143,9 @@ class _SQLiteTx(PageTx):
 
     def put_folders(self, endpoint: str, container: str, folders: list[Folder]) -> None:
         self.conn.executemany(
-            "INSERT INTO folders (endpoint, container, folder_id, parent_id, name) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT DO UPDATE SET parent_id=excluded.parent_id, name=excluded.name",
-            [(endpoint, container, f.folder_id, f.parent_id, f.name) for f in folders])
+            "INSERT INTO folders (endpoint, container, folder_id, parent_id, name, version) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO UPDATE SET parent_id=excluded.parent_id, name=excluded.name, version=excluded.version",
+            [(endpoint, container, f.folder_id, f.parent_id, f.name, f.version) for f in folders])
 
     def delete_folders(self, endpoint: str, container: str, folder_ids: list[str]) -> None:
         self.conn.executemany("DELETE FROM folders WHERE endpoint=? AND container=? AND folder_id=?",
@@ -258,9 +258,9 @@ class SQLiteStore(Store):
         return _state(row)
 
     def folders(self, endpoint: str, container: str) -> dict[str, Folder]:
-        rows = self.conn.execute("SELECT folder_id, parent_id, name FROM folders WHERE endpoint=? AND container=?",
-                                 (endpoint, container))
-        return {r[0]: Folder(r[0], r[1], r[2]) for r in rows}
+        rows = self.conn.execute("SELECT folder_id, parent_id, name, version FROM folders WHERE endpoint=? "
+                                 "AND container=?", (endpoint, container))
+        return {r[0]: Folder(r[0], r[1], r[2], r[3]) for r in rows}
 
     def reset_cursor(self, endpoint: str, container: str) -> None:
         with self._tx("reset cursor") as conn:
@@ -371,16 +371,12 @@ class SQLiteStore(Store):
         if not records:
             return 0
         columns = ", ".join(f"{c}=?" for c in PROCESSING_COLUMNS)
-        written = 0
         with self._tx(f"store processing results of {endpoint}") as conn:
-            for rec in records:  # one statement a row, in one transaction (SQLite has no UPDATE ... FROM VALUES cost)
-                cur = conn.execute(
-                    f"UPDATE files SET {columns}, metadata=? WHERE endpoint=? AND external_id=? AND updated_at=? "
-                    "AND deleted_at IS NULL",
-                    (*_processing_row(rec, saving=True), json.dumps(rec.metadata, default=str, ensure_ascii=False), endpoint,
-                     rec.external_id, _ts(rec.updated_at)))
-                written += cur.rowcount
-        return written
+            return conn.executemany(  # rowcount: the rows all executions changed
+                f"UPDATE files SET {columns}, metadata=? WHERE endpoint=? AND external_id=? AND updated_at=? "
+                "AND deleted_at IS NULL",
+                [(*_processing_row(rec, saving=True), json.dumps(rec.metadata, default=str, ensure_ascii=False),
+                  endpoint, rec.external_id, _ts(rec.updated_at)) for rec in records]).rowcount
 
     def requeue(self, endpoint: str, container: str | None = None, statuses: list[str] | None = None) -> int:
         where, args = ["endpoint=?", "deleted_at IS NULL"], [endpoint]

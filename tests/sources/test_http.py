@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from typing import Any
 
 import pytest
+import requests
 
 from file_connector_dagster.errors import SourceError
 from file_connector_dagster.sources.http import (
-    AdaptivePacing, HttpClient, RetryPolicy, TokenBucket, retry_after_seconds, tls_session,
+    AdaptivePacing, HttpClient, RetryPolicy, TokenBucket, describe_error_body, describe_jsonapi_errors, retry_after_seconds,
+    tls_session,
 )
 from tests.fakes.graph import FakeGraph
 from tests.fakes.tls import make_tls
@@ -92,6 +95,33 @@ def test_tls_session_ignores_requests_ca_bundle(fake: FakeGraph, monkeypatch: py
         http.get_json(f"{fake.graph_url}/drives/{drive}")
 
 
+def _response(status: int, body: Any) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = json.dumps(body).encode()
+    return response
+
+
+def test_jsonapi_error_bodies_are_described() -> None:
+    body = {"jsonapi": {"version": "1.0"}, "errors": [
+        {"id": "e1", "status": "404", "code": "NOT_FOUND", "title": "Folder not found", "detail": "No folder urn:x\nmore"},
+        {"id": "e2", "status": "404", "code": "OTHER", "title": "x"}]}
+    assert describe_jsonapi_errors(_response(404, body)) == "NOT_FOUND: Folder not found: No folder urn:x (and 1 more)"
+    assert describe_jsonapi_errors(_response(400, {"error": {"code": "badRequest", "message": "m"}})) == "badRequest: m"
+    assert describe_error_body(_response(404, body)) == ""  # Graph's describer does not read JSON:API
+
+
+def test_links_are_followed_only_on_the_api_host() -> None:
+    http = HttpClient("endpoint 'x'", link_origin="https://api.example.com/v1")
+    assert http.checked_link("https://api.example.com/v1/next?page=2", "next") == "https://api.example.com/v1/next?page=2"
+    assert http.checked_link("/data/v1/x?page%5Bnumber%5D=1", "next") == "https://api.example.com/data/v1/x?page%5Bnumber%5D=1"
+    for bad in ("https://evil.example.com/v1/next", "//evil.example.com/x", "http://api.example.com/v1/next"):
+        with pytest.raises(SourceError, match="links to another host"):
+            http.checked_link(bad, "next")
+    with pytest.raises(SourceError, match="links to another host"):
+        HttpClient("endpoint 'x'").checked_link("https://api.example.com/x", "next")  # no origin declared: none
+
+
 def test_no_pacing_until_throttled_then_a_gap_that_eases_off(fake: FakeGraph) -> None:
     drive = next(iter(fake.drives))
     url = f"{fake.graph_url}/drives/{drive}"
@@ -125,3 +155,27 @@ def test_adaptive_pacing_caps_the_gap() -> None:
     assert pacing.gap_s == 1
     pacing.succeeded(), pacing.succeeded()
     assert pacing.gap_s == 0
+
+
+def test_error_dialects_describe_and_classify_per_provider() -> None:
+    import json as _json
+
+    import requests as _requests
+
+    from file_connector_dagster.sources.google_drive.client import GOOGLE_ERRORS
+    from file_connector_dagster.sources.http import ErrorDialect, describe_error_body
+
+    def response(status: int, body: object) -> _requests.Response:
+        r = _requests.Response()
+        r.status_code, r._content = status, _json.dumps(body).encode()
+        return r
+
+    google = {"error": {"code": 403, "message": "User Rate Limit Exceeded", "status": "PERMISSION_DENIED",
+                        "errors": [{"domain": "usageLimits", "reason": "userRateLimitExceeded", "message": "x"}]}}
+    assert describe_error_body(response(403, google)) == "403: User Rate Limit Exceeded"  # an integer code reads
+    assert GOOGLE_ERRORS.describe(response(403, google)) == "userRateLimitExceeded: User Rate Limit Exceeded"
+    assert GOOGLE_ERRORS.throttled(response(403, google)) and not ErrorDialect().throttled(response(403, google))
+    forbidden = {"error": {"code": 403, "message": "No access", "errors": [{"reason": "forbidden"}]}}
+    assert not GOOGLE_ERRORS.throttled(response(403, forbidden))
+    assert GOOGLE_ERRORS.describe(response(400, {"error": "invalid_grant", "error_description": "Bad JWT."})) == \
+        "invalid_grant: Bad JWT."

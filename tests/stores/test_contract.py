@@ -202,8 +202,12 @@ def test_folders_and_reset_cursor(store):
     store.upsert_endpoint(ENDPOINT, "sharepoint", "proj", "user", {"site": "x"})
     store.upsert_endpoint(ENDPOINT, "sharepoint", "proj2", None, {"site": "y"}, is_active=False)
     apply(store, folders=[Folder("root", None, ""), Folder("a", "root", "A"), Folder("b", "a", "B")], cursor="f1")
-    apply(store, folders=[Folder("b", "root", "B2")], folder_deletions=["a"], cursor="f2")
-    assert store.folders(ENDPOINT, C) == {"root": Folder("root", None, ""), "b": Folder("b", "root", "B2")}
+    apply(store, folders=[Folder("b", "root", "B2"), Folder("f", "b", "F", "2026-01-01T00:00:00.000Z")],
+          folder_deletions=["a"], cursor="f2")
+    assert store.folders(ENDPOINT, C) == {"root": Folder("root", None, ""), "b": Folder("b", "root", "B2"),
+                                          "f": Folder("f", "b", "F", "2026-01-01T00:00:00.000Z")}
+    apply(store, folders=[Folder("f", "b", "F", "2026-02-01T00:00:00.000Z")], cursor="f3")  # a node's version changes
+    assert store.folders(ENDPOINT, C)["f"].version == "2026-02-01T00:00:00.000Z"
     assert store.folders(ENDPOINT, "other") == {}
     store.reset_cursor(ENDPOINT, C)
     state = store.sync_state(ENDPOINT, C)

@@ -22,7 +22,11 @@ def test_production_dagster_yaml_uses_postgres(pg_dsn, tmp_path, monkeypatch):
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
-        assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 8
+        concurrency = instance.get_concurrency_config()
+        assert concurrency.run_queue_config.max_concurrent_runs == 8
+        assert {(limit["key"], limit["limit"]) for limit in concurrency.run_queue_config.tag_concurrency_limits} == {
+            ("file_connector/source", 4), ("file_connector/endpoint", 2)}
+        assert concurrency.pool_config.default_pool_limit == 4
         assert not instance.telemetry_enabled
         assert instance.get_runs() == []  # the tables exist and answer
     finally:

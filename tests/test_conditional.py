@@ -1,0 +1,282 @@
+"""Conditional schedules as Dagster sensors: pending-change probes against the Graph fake and a
+local folder, failing probes, an external trigger URL and a trigger file."""
+
+import json
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import SensorResult, build_sensor_context, instance_for_test
+
+from file_connector_dagster.config import load_config, parse_config
+from file_connector_dagster.defs import build_definitions
+from file_connector_dagster.engine import sync_container
+from file_connector_dagster.errors import ConfigError
+from file_connector_dagster.sources import build_source
+from file_connector_dagster.stores import open_store
+from tests.fakes.graph import FakeGraph
+from tests.fakes.tls import make_tls
+
+SECRET_ENV = "FC_TEST_GRAPH_SECRET"
+
+
+def write_config(path: Path, *endpoints: dict) -> Path:
+    path.mkdir(exist_ok=True)
+    (path / "connector.yaml").write_text(yaml.safe_dump({"store": {"type": "sqlite", "path": "inv.db"},
+                                                        "endpoints": list(endpoints)}))
+    return path / "connector.yaml"
+
+
+def sync_all(config_path: Path, endpoint: str) -> list[str]:
+    """Sync every container of the endpoint the plain-Python way; returns the container keys."""
+    config = load_config(config_path)
+    source = build_source(config, config.endpoint(endpoint))
+    store = open_store(config)
+    try:
+        keys = [c.key for c in source.containers()]
+        for key in keys:
+            sync_container(source, store, key)
+        return keys
+    finally:
+        source.close()
+        store.close()
+
+
+def listing_started(config_path: Path, container: str) -> str:
+    with open_store(load_config(config_path)) as store:
+        return json.loads(store.sync_state("share", container).cursor)["started"]
+
+
+def evaluate(defs, instance, name: str, cursor: str | None = None) -> SensorResult:
+    sensor = defs.resolve_sensor_def(name)
+    with build_sensor_context(instance_ref=instance.get_ref(), resources=defs.resources, cursor=cursor) as context:
+        result = sensor(context)
+    assert isinstance(result, SensorResult)
+    return result
+
+
+def requested(result: SensorResult, known: list[str] | None = None) -> dict[str, str]:
+    """container -> run key, partition ranges expanded (in the instance's order, `known`)."""
+    found = {}
+    for r in result.run_requests or []:
+        if r.partition_key:
+            found[r.partition_key] = r.run_key
+        else:
+            start, end = r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]
+            for key in known[known.index(start):known.index(end) + 1]:
+                found[key] = r.run_key
+    return found
+
+
+def skip_message(result: SensorResult) -> str:
+    return result.skip_reason.skip_message if result.skip_reason else ""
+
+
+# -- check_file_count: local folders --------------------------------------------------------------------
+def test_local_folder_pending_changes(tmp_path):
+    share = tmp_path / "share"
+    for name in ("alpha/sub", "beta"):
+        (share / name).mkdir(parents=True)
+    for name in ("alpha/a.txt", "alpha/sub/b.txt", "beta/c.txt", "beta/skip.tmp"):
+        (share / name).write_text("x")
+    long_ago = time.time() - 3600
+    for path in [share / p for p in ("alpha", "alpha/sub", "beta", "alpha/a.txt", "alpha/sub/b.txt", "beta/c.txt")]:
+        os.utime(path, (long_ago, long_ago))
+    config = write_config(tmp_path, {
+        "name": "share", "type": "local",
+        "endpoint_details": {"roots": "share", "containers": "subfolders", "exclude": ["*.tmp"]},
+        "schedule": {"type": "conditional", "condition": "check_file_count", "file_count_threshold": 3}})
+    sync_all(config, "share")
+    (share / "gamma").mkdir()  # a new container, not synced yet: discovery's job, not the probe's
+    defs = build_definitions(config)
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("share_containers", ["alpha", "beta", "gamma"])
+        result = evaluate(defs, instance, "sync_share_schedule")
+        assert not result.run_requests
+        assert skip_message(result) == "no container has 3 pending changes (alpha: 0, beta: 0, gamma: not synced yet)"
+
+        (share / "alpha/new1.txt").write_text("n")  # alpha: the folder itself and two files changed
+        (share / "alpha/sub/b.txt").write_text("edited")
+        (share / "beta/c.txt").write_text("edited")  # beta: one file (and the excluded one) is below 3
+        first = evaluate(defs, instance, "sync_share_schedule")
+        assert list(requested(first)) == ["alpha"]
+        again = evaluate(defs, instance, "sync_share_schedule", cursor=first.cursor)
+        assert requested(again) == requested(first)  # same pending changes, same run key: no second run
+
+        # the probe allows 1 s for coarse file-system clocks: changes made well before the next listing
+        # (each listing counts from its own start, not the first one's)
+        earlier = time.time() - 5
+        for path in ("alpha", "alpha/new1.txt", "alpha/sub/b.txt", "beta/c.txt"):
+            os.utime(share / path, (earlier, earlier))
+        started_before = listing_started(config, "alpha")
+        sync_all(config, "share")
+        assert listing_started(config, "alpha") > started_before
+        result = evaluate(defs, instance, "sync_share_schedule")
+        assert not result.run_requests and "alpha: 0" in skip_message(result)
+
+        # a probe that fails: the folder is gone
+        os.rename(share, tmp_path / "moved")
+        result = evaluate(defs, instance, "sync_share_schedule")
+        assert not result.run_requests
+        assert skip_message(result) == (f"probe failed: endpoint 'share': root folder {share} does not exist or is "
+                                        "not a folder (and 2 more)")
+
+
+# -- check_file_count: SharePoint through the Graph fake ----------------------------------------------------
+@pytest.fixture
+def graph(monkeypatch):
+    fake = FakeGraph(tls=make_tls())
+    site = fake.add_site("sites/eng", "Engineering")
+    fake.add_drive(site, "Documents", items=40, folders_every=10)
+    fake.add_drive(site, "Drawings", items=40, folders_every=10)
+    monkeypatch.setenv(SECRET_ENV, fake.client_secret)
+    with fake:
+        yield fake
+
+
+def test_graph_delta_probe(tmp_path, graph):
+    config = write_config(tmp_path, {
+        "name": "sp", "type": "sharepoint",
+        "endpoint_details": {"tenant_id": graph.tenant, "client_id": graph.client_id,
+                             "client_secret": "${" + SECRET_ENV + "}",
+                             "site_url": f"https://{graph.sharepoint_host}/sites/eng",
+                             "authority_host": graph.authority_host, "graph_url": graph.graph_url,
+                             "ca_bundle": graph.tls.ca_path, "backoff_base_s": 0.05, "requests_per_second": 0},
+        "schedule": {"type": "conditional", "condition": "check_file_count", "file_count_threshold": 3,
+                     "check_interval_minutes": 5}})
+    keys = sync_all(config, "sp")
+    documents, drawings = (graph.drives[k] for k in keys)
+    defs = build_definitions(config)
+    assert defs.resolve_sensor_def("sync_sp_schedule").minimum_interval_seconds == 300
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("sp_containers", keys)
+        result = evaluate(defs, instance, "sync_sp_schedule")
+        assert skip_message(result) == f"no container has 3 pending changes ({documents.id}: 0, {drawings.id}: 0)"
+
+        for item_id in list(documents.live_files())[:3]:
+            documents.edit(item_id)
+        drawings.edit(next(iter(drawings.live_files())))
+        store = open_store(load_config(config))
+        cursor_before = store.sync_state("sp", documents.id).cursor
+        result = evaluate(defs, instance, "sync_sp_schedule")
+        assert list(requested(result)) == [documents.id]
+        assert store.sync_state("sp", documents.id).cursor == cursor_before  # the probe stores nothing
+        store.close()
+
+        # Graph failing: a skipped tick naming the endpoint and the request, within the short budget
+        graph.inject(503, match="/root/delta", count=100)
+        started = time.monotonic()
+        result = evaluate(defs, instance, "sync_sp_schedule")
+        assert not result.run_requests
+        message = skip_message(result)
+        assert message.startswith("probe failed: endpoint 'sp', container ") and "HTTP 503" in message
+        assert "gave up after 3 attempts" in message and "(and 1 more)" in message
+        assert time.monotonic() - started < 30
+        graph.faults.clear()
+
+        # after the sync, nothing is pending any more
+        sync_all(config, "sp")
+        assert not evaluate(defs, instance, "sync_sp_schedule").run_requests
+
+
+def test_source_that_cannot_probe_is_a_config_error(tmp_path, monkeypatch):
+    from file_connector_dagster.sources import base
+    from tests.test_registry import PLUGIN
+
+    namespace: dict = {}
+    exec(compile(PLUGIN, "plugin", "exec"), namespace)
+    monkeypatch.setattr(base.SOURCES, "_classes", {**base.SOURCES.types(), "dropbox": namespace["DropboxSource"]})
+    with pytest.raises(ConfigError) as error:
+        parse_config({"endpoints": [{"name": "box", "type": "dropbox", "endpoint_details": {"folder": "x"},
+                                     "schedule": {"type": "conditional", "condition": "check_file_count"}}]})
+    assert str(error.value) == (
+        "connector.yaml: endpoint 'box': schedule: condition check_file_count needs a source that can count "
+        "pending changes; type 'dropbox' cannot (types that can: local, sharepoint)")
+
+
+# -- check_external_trigger ------------------------------------------------------------------------------
+class TriggerServer:
+    """A CI system's "ready?" endpoint: answers what the test sets."""
+
+    def __init__(self):
+        self.status, self.body, self.hits = 200, "true", 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                owner.hits += 1
+                data = owner.body.encode()
+                self.send_response(owner.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/ready"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def trigger_server():
+    server = TriggerServer()
+    yield server
+    server.stop()
+
+
+def test_external_trigger_url_and_file(tmp_path, trigger_server, monkeypatch):
+    (tmp_path / "share/alpha").mkdir(parents=True)
+    (tmp_path / "share/beta").mkdir()
+    monkeypatch.setenv("FC_TRIGGER_TOKEN", "tok-123456")
+    config = write_config(
+        tmp_path,
+        {"name": "ci", "type": "local", "endpoint_details": {"roots": "share", "containers": "subfolders"},
+         "schedule": {"type": "conditional", "condition": "check_external_trigger",
+                      "trigger_url": trigger_server.url + "?token=${FC_TRIGGER_TOKEN}", "check_interval_minutes": 5}},
+        {"name": "drop", "type": "local", "endpoint_details": {"roots": "share", "containers": "subfolders"},
+         "schedule": {"type": "conditional", "condition": "check_external_trigger", "trigger_file": "drop/READY"}})
+    defs = build_definitions(config)
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("ci_containers", ["alpha", "beta"])
+        instance.add_dynamic_partitions("drop_containers", ["alpha", "beta"])
+
+        for body in ("true", '{"run": true}'):
+            trigger_server.body = body
+            result = evaluate(defs, instance, "sync_ci_schedule")
+            assert sorted(requested(result, ["alpha", "beta"])) == ["alpha", "beta"]
+            assert {r.tags["file_connector/trigger"] for r in result.run_requests} == {"sync_ci_schedule"}
+        shown = trigger_server.url + "?token=${FC_TRIGGER_TOKEN}"
+        for status, body, reason in [(200, "false", "answered False"), (200, '{"run": false}', "answered {'run': False}"),
+                                     (500, '{"error": "boom"}', "answered HTTP 500"),
+                                     (200, "<html>", "answered something that is not JSON")]:
+            trigger_server.status, trigger_server.body = status, body
+            result = evaluate(defs, instance, "sync_ci_schedule")
+            assert not result.run_requests
+            assert skip_message(result) == f"endpoint 'ci': not triggered: trigger_url {shown} {reason}"
+            assert "tok-123456" not in skip_message(result)
+        assert trigger_server.hits == 6
+
+        result = evaluate(defs, instance, "sync_drop_schedule")
+        assert skip_message(result) == f"endpoint 'drop': not triggered: {tmp_path / 'drop/READY'} does not exist"
+        (tmp_path / "drop").mkdir()
+        (tmp_path / "drop/READY").write_text("")
+        first = evaluate(defs, instance, "sync_drop_schedule")
+        assert sorted(requested(first, ["alpha", "beta"])) == ["alpha", "beta"]
+        assert not (tmp_path / "drop/READY").exists() and (tmp_path / "drop/READY.consumed").exists()
+        second = evaluate(defs, instance, "sync_drop_schedule", cursor=first.cursor)
+        assert not second.run_requests  # consumed once
+        (tmp_path / "drop/READY").write_text("again")
+        third = evaluate(defs, instance, "sync_drop_schedule", cursor=second.cursor)
+        assert sorted(requested(third, ["alpha", "beta"])) == ["alpha", "beta"]
+        assert requested(third, ["alpha", "beta"]) != requested(first, ["alpha", "beta"])
