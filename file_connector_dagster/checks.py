@@ -29,19 +29,22 @@ def parse_duration(value: Any) -> timedelta:
 
 
 def schedule_interval(schedules: Iterable[Any]) -> timedelta | None:
-    """The longest gap between two runs of the endpoint's schedules (cron and business hours), if any."""
+    """The longest gap between two runs of the endpoint's enabled time-based schedules (cron, business
+    hours), if it has any; conditional and manual schedules promise no interval."""
     from croniter import croniter
 
     gaps = []
     start = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday: weekday-only crons get a full week
     for schedule in schedules:
-        cron = getattr(schedule, "cron", None)
-        if cron and getattr(schedule, "enabled", True):
-            it = croniter(cron, start)
+        if not getattr(schedule, "enabled", True):
+            continue
+        if getattr(schedule, "cron", None):
+            it = croniter(schedule.cron, start)
             ticks = [it.get_next(datetime) for _ in range(200)]
             gaps.append(max(b - a for a, b in zip(ticks, ticks[1:])))
-        elif getattr(schedule, "interval_minutes", None):
-            gaps.append(timedelta(minutes=schedule.interval_minutes))
+        elif getattr(schedule, "type", None) == "business_hours":  # the night, and the weekend when weekdays only
+            night = timedelta(hours=24 - (schedule.end_hour - schedule.start_hour))
+            gaps.append(night + (timedelta(days=2) if schedule.weekdays_only else timedelta(0)))
     return max(gaps) if gaps else None
 
 

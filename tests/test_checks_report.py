@@ -8,7 +8,7 @@ import pytest
 from dagster import AssetCheckKey, instance_for_test, materialize
 
 from file_connector_dagster import checks
-from file_connector_dagster.config import ScheduleConfig, load_config, parse_config
+from file_connector_dagster.config import load_config, parse_config
 from file_connector_dagster.defs import build_definitions
 from file_connector_dagster.defs.assets import listing_key
 from file_connector_dagster.defs.report import report_key
@@ -55,8 +55,15 @@ def test_durations_and_schedule_intervals():
     assert checks.parse_duration("1.5d") == timedelta(hours=36)
     with pytest.raises(ValueError, match="'soon' is not a duration"):
         checks.parse_duration("soon")
-    assert checks.schedule_interval([ScheduleConfig(cron="0 * * * *")]) == timedelta(hours=1)
-    assert checks.schedule_interval([ScheduleConfig(cron="0 7 * * 1-5")]) == timedelta(days=3)  # Fri -> Mon
+    def schedules(value):
+        return parse_config({"endpoints": [{"name": "x", "type": "local", "endpoint_details": {"roots": "."},
+                                            "schedule": value}]}).endpoints[0].schedule
+
+    assert checks.schedule_interval(schedules("0 * * * *")) == timedelta(hours=1)
+    assert checks.schedule_interval(schedules("0 7 * * 1-5")) == timedelta(days=3)  # Fri -> Mon
+    assert checks.schedule_interval(schedules({"type": "business_hours", "start_hour": 8, "end_hour": 18})) == \
+        timedelta(days=2, hours=14)  # Friday 18:00 -> Monday 08:00
+    assert checks.schedule_interval(schedules([{"type": "manual"}, {"cron": "0 6 * * *", "enabled": False}])) is None
     with pytest.raises(ConfigError, match="endpoint 'x': checks.max_age: 'never' is not a duration"):
         parse_config({"endpoints": [{"name": "x", "type": "local", "endpoint_details": {"roots": "."},
                                      "checks": {"max_age": "never"}}]})
