@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: install test soak bench bench-processing bench-runs bench-autodesk sync dev
+.PHONY: install test soak bench bench-processing bench-runs bench-autodesk bench-drive sync dev
 
 install:
 	$(PYTHON) -m pip install -q -e .
@@ -20,6 +20,13 @@ bench:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -n | tail -1) main start
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 	$(PYTHON) benchmarks/run.py $(BENCH_ARGS)
+
+# Not part of `make test`: the Google Drive source into PostgreSQL against fetch+parse of the same pages,
+# at 25k and 100k files (docs/google_drive.md, Performance). DRIVE_BENCH_ARGS="--files 100000 --rounds 3".
+bench-drive:
+	$(PYTHON) -m pip install -q -e ".[test]"
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -n | tail -1) main start
+	$(PYTHON) benchmarks/google_drive_bench.py $(DRIVE_BENCH_ARGS)
 
 # Autodesk: one project of 50k items in 2k folders from the APS fake into PostgreSQL against fetch+parse of
 # the same pages, and the no-change re-sync's requests (docs/autodesk.md, Performance).

@@ -317,6 +317,18 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .inventory import export
+    from .stores import open_store
+
+    config = load_config(args.config)
+    endpoint = config.endpoint(args.endpoint).name
+    with open_store(config) as store:
+        written = export(store, endpoint, args.format, args.out, include_deleted=args.include_deleted)
+    print(f"{args.out}: {plural(written, 'file')} of endpoint {endpoint} ({args.format})")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS,
@@ -353,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="needed when a container would lose more than the delete_guard allows")
     prune.set_defaults(func=cmd_prune)
     sub.add_parser("migrate", parents=[common], help="apply pending store migrations").set_defaults(func=cmd_migrate)
+    export = sub.add_parser("export", parents=[common], help="stream an endpoint's inventory to a file")
+    export.add_argument("--endpoint", required=True)
+    export.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
+    export.add_argument("--include-deleted", action="store_true", help="tombstones too (deleted_at set)")
+    export.add_argument("--out", required=True, help="the file to write")
+    export.set_defaults(func=cmd_export)
     return parser
 
 

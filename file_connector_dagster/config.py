@@ -244,6 +244,20 @@ class PluginsConfig(_Strict):
         return {"use": value} if isinstance(value, list) else value
 
 
+class ChecksConfig(_Strict):
+    """Thresholds of the endpoint's asset checks."""
+
+    max_age: Any = None  # a duration ("6h", "2d", seconds); default: twice the schedule's interval, else 2 days
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)  # share of files a sync could not list
+
+    @field_validator("max_age")
+    @classmethod
+    def _age(cls, value: Any) -> Any:
+        from .checks import parse_duration
+
+        return None if value is None else parse_duration(value)
+
+
 class EndpointConfig(_Strict):
     name: str
     type: str
@@ -254,6 +268,7 @@ class EndpointConfig(_Strict):
     # one schedule or a list; a string is a cron expression in UTC, a mapping without `type` a cron one
     schedule: list[Any] = Field(default_factory=list)  # ScheduleOptions once validated
     processors: list[ProcessorConfig] = Field(default_factory=list)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
     delete_guard: DeleteGuardConfig = Field(default_factory=DeleteGuardConfig)  # default: the top-level one
 
     @field_validator("name")
@@ -417,6 +432,7 @@ def _name_problems(names: list[Any]) -> list[tuple[int, str]]:
 class ConnectorConfig(_Strict):
     store: StoreConfig = Field(default_factory=SQLiteStoreConfig)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    reports_dir: str = ".file_connector/reports"  # where report/<endpoint> writes CSV / Parquet (relative: to this file)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     delete_guard: DeleteGuardConfig = Field(default_factory=DeleteGuardConfig)  # for endpoints without their own
     base_dir: Path = Field(default=Path("."), exclude=True)  # relative paths resolve against it

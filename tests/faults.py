@@ -393,7 +393,8 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
                     # the fake's final deltaLink starts after a deletion made during it, so a file deleted after
                     # its page was delivered stays live until the next full listing. Not drawn here until the
                     # source or the fake settles what real Graph does.
-                    if op == "delete" and isinstance(self.world, GraphWorld) and sync.cursor is None:
+                    in_full = sync.cursor is None or json.loads(sync.cursor).get("full", False)
+                    if op == "delete" and isinstance(self.world, GraphWorld) and in_full:
                         op = "edit"
                     try:
                         for n, page in enumerate(pages):

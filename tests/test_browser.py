@@ -128,7 +128,7 @@ def test_the_ui_shows_the_example_and_runs_a_partition(dagster_dev):
         repositoryLocationName: "file_connector_dagster.definitions"}}) {{ assetKey {{ path }} }} }}"""
     keys = wait_until("the code location", lambda: {tuple(n["assetKey"]["path"])
                                                      for n in graphql(base, nodes_query)["assetNodes"]}, 60, server)
-    assert keys == {(ENDPOINT, "listing"), (ENDPOINT, "files")}
+    assert keys == {(ENDPOINT, "listing"), (ENDPOINT, "files"), (ENDPOINT, "report")}
     print(f"browser test: server up after {time.monotonic() - started:.1f}s")
 
     with playwright_api.sync_playwright() as p:
@@ -141,7 +141,8 @@ def test_the_ui_shows_the_example_and_runs_a_partition(dagster_dev):
         graph = page.locator("svg foreignObject")
         graph.get_by_text("listing", exact=True).wait_for()
         graph.get_by_text("files", exact=True).wait_for()
-        assert graph.count() == 2  # one node per asset, nothing else in the graph
+        graph.get_by_text("report", exact=True).wait_for()
+        assert graph.count() == 3  # one node per asset, nothing else in the graph
         assert graph.get_by_text("listing", exact=True).count() == 1
         assert graph.get_by_text("files", exact=True).count() == 1
         page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))

@@ -77,7 +77,7 @@ def test_ui_shows_one_asset_per_endpoint_with_partitions_and_counts(home):
             time.sleep(1)
         assert data, "webserver did not answer with the assets"
         nodes = {tuple(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-        assert set(nodes) == {("team-share", "listing"), ("team-share", "files")}
+        assert set(nodes) == {("team-share", "listing"), ("team-share", "files"), ("team-share", "report")}
         assert nodes[("team-share", "listing")]["partitionKeysByDimension"][0]["partitionKeys"] == ["alpha", "beta"]
         counts = {
             m["partition"]: {e["label"]: e.get("intValue") for e in m["metadataEntries"]}

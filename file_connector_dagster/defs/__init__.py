@@ -12,7 +12,9 @@ from dagster._core.execution.build_resources import wrap_resources_for_execution
 from ..config import config_path, load_config
 from .assets import build_endpoint_assets, partitions_for
 from .io_managers import FilesIOManager, ListingsIOManager
+from .checks import build_checks, build_checks_job, build_checks_schedule
 from .notifications import build_notification_sensors
+from .report import build_reports
 from .resources import FileConnectorResource
 from .triggers import build_discovery_sensor, build_job, build_triggers
 
@@ -33,6 +35,7 @@ def build_definitions(path: str | os.PathLike | None = None, retries: bool = Tru
     }
     resource_defs = wrap_resources_for_execution(resources)
     assets, jobs, schedules, sensors = [], [], [], []
+    asset_checks = build_checks(config)
     for endpoint in config.active_endpoints:
         partitions = partitions_for(endpoint)
         endpoint_assets = build_endpoint_assets(endpoint, config.store.type, partitions)
@@ -47,8 +50,13 @@ def build_definitions(path: str | os.PathLike | None = None, retries: bool = Tru
         schedules += endpoint_schedules
         sensors += endpoint_sensors
     sensors += build_notification_sensors(config, jobs)
+    if asset_checks:
+        checks_job = build_checks_job()
+        jobs.append(checks_job)
+        schedules.append(build_checks_schedule(checks_job))
     return Definitions(
-        assets=assets,
+        assets=assets + build_reports(config),
+        asset_checks=asset_checks,
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,

@@ -137,7 +137,8 @@ class Source(ABC):
 
 SOURCES: Registry[type[Source]] = Registry(
     "source type", "file_connector.sources", Source,
-    builtins=(f"{__package__}.local", f"{__package__}.sharepoint", f"{__package__}.autodesk"))
+    builtins=(f"{__package__}.local", f"{__package__}.sharepoint", f"{__package__}.google_drive",
+              f"{__package__}.autodesk"))
 
 
 def register_source(type_name: str, cls: type[Source]) -> None:

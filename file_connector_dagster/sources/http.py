@@ -1,8 +1,8 @@
 """The HTTP client every network source shares: TLS, retries with Retry-After, adaptive slow-down, one-line errors.
 
 Provider-neutral: a source gives it a label for error messages, an optional `auth` callable that
-returns headers (asked again with `refresh=True` after a 401) and its throttling knobs; the client
-does the rest. Plain Python, no Dagster.
+returns headers (asked again with `refresh=True` after a 401), its throttling knobs and, when its
+errors read differently, an ErrorDialect; the client does the rest. Plain Python, no Dagster.
 
 No fixed-rate pacing by default: the providers' guidance is to honour Retry-After, and a per-process
 limit does not coordinate Dagster's separate run processes anyway (Dagster pools and run-queue limits
@@ -190,7 +190,7 @@ def describe_error_body(response: requests.Response) -> str:
         return ""
     error = body.get("error")
     if isinstance(error, dict):
-        code = error.get("code") or ""
+        code = str(error.get("code") or "")
         inner = error.get("innerError") or error.get("innererror") or {}
         if isinstance(inner, dict) and inner.get("code") and inner.get("code") != code:
             code = f"{code}/{inner['code']}" if code else inner["code"]
@@ -201,6 +201,19 @@ def describe_error_body(response: requests.Response) -> str:
         return ": ".join(p for p in (error, description.splitlines()[0] if description else "") if p)
     return ""
 
+
+@dataclass(frozen=True)
+class ErrorDialect:
+    """How a provider words its errors; a source declares its own, the client stays provider-neutral.
+
+    Attributes:
+        describe: 'code: message' from an error response's body (for the one-line error).
+        throttled: whether a refused response outside 429/5xx is throttling all the same, to be waited
+            out like a 429 (Google Drive answers its rate limits with 403 and a reason in the body).
+    """
+
+    describe: Callable[[requests.Response], str] = describe_error_body
+    throttled: Callable[[requests.Response], bool] = lambda response: False
 
 def describe_jsonapi_errors(response: requests.Response) -> str:
     """'code: title: detail' of the first entry of a JSON:API error body ({"errors": [{...}]}) (APS Data
@@ -230,6 +243,7 @@ class HttpClient:
         requests_per_second, burst: fixed-rate pacing per host (off by default; 0 turns it off).
         pacing: AdaptivePacing (the slow-down after a 429/503).
         timeout_s: connect/read timeout per attempt.
+        errors: the provider's ErrorDialect (describe + throttling); default: describe_error, no extra throttling.
         describe_error: the provider's error body -> 'code: message' (describe_error_body for Graph and
             OAuth shapes, describe_jsonapi_errors for JSON:API).
         link_origin: the API's scheme://host; links from responses (next pages) are followed only there,
@@ -240,10 +254,12 @@ class HttpClient:
                  policy: RetryPolicy | None = None, requests_per_second: float = 0.0, burst: float = 10.0,
                  timeout_s: float = 60.0, session: requests.Session | None = None,
                  sleep: Callable[[float], None] | None = None, pacing: AdaptivePacing | None = None,
+                 errors: ErrorDialect | None = None,
                  describe_error: Callable[[requests.Response], str] = describe_error_body,
                  link_origin: str | None = None, cancel: threading.Event | None = None):
         self.label = label
         self.cancel = cancel or threading.Event()  # set: every wait ends at once and the request fails
+        self.errors = errors or ErrorDialect(describe=describe_error)
         self.auth = auth
         self.policy = policy or RetryPolicy()
         self.requests_per_second, self.burst = requests_per_second, burst
@@ -337,10 +353,11 @@ class HttpClient:
                 response.close()
                 self.auth(True)
                 continue
-            detail = self.describe_error(response)
+            detail = self.errors.describe(response)
             problem = f"HTTP {status}" + (f" {detail}" if detail else "")
-            if status in RETRY_STATUSES:
-                if status in THROTTLE_STATUSES:
+            throttled = status in THROTTLE_STATUSES or self.errors.throttled(response)
+            if status in RETRY_STATUSES or throttled:
+                if throttled:
                     self.pacing.throttled()
                 response.close()
                 self._wait(what, problem, attempt, retry_after_seconds(response.headers.get("Retry-After")))

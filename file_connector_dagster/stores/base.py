@@ -235,9 +235,9 @@ class Store(ABC):
         lease if this sync still holds it."""
 
     @abstractmethod
-    def containers(self, endpoint: str) -> list[str]:
+    def containers(self, endpoint: str, include_deleted: bool = False) -> list[str]:
         """Returns:
-        The containers of the endpoint that hold live files, sorted."""
+        The containers of the endpoint that hold live files (or any rows, with include_deleted), sorted."""
 
     @abstractmethod
     def iter_files(self, endpoint: str, container: str | None = None, *, changed_since: datetime | None = None,

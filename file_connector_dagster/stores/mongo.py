@@ -458,9 +458,10 @@ class MongoStore(Store):
             yield [_record(d) for d in docs]
             after = (docs[-1]["updated_at"], docs[-1]["external_id"])
 
-    def containers(self, endpoint: str) -> list[str]:
+    def containers(self, endpoint: str, include_deleted: bool = False) -> list[str]:
+        query: dict[str, Any] = {"endpoint": endpoint} if include_deleted else {"endpoint": endpoint, "deleted_at": None}
         with self._errors(f"list containers of {endpoint}"):
-            return sorted(self.db.files.distinct("container", {"endpoint": endpoint, "deleted_at": None}))
+            return sorted(self.db.files.distinct("container", query))
 
     def count_files(self, endpoint: str, container: str | None = None, include_deleted: bool = False) -> int:
         query: dict[str, Any] = {"endpoint": endpoint}

@@ -480,10 +480,11 @@ class PostgresStore(Store):
             yield [_record(r) for r in rows]
             after = (rows[-1]["updated_at"], rows[-1]["external_id"])
 
-    def containers(self, endpoint: str) -> list[str]:
+    def containers(self, endpoint: str, include_deleted: bool = False) -> list[str]:
+        live = "" if include_deleted else " AND deleted_at IS NULL"
         with self._tx(f"list containers of {endpoint}") as cur:
-            cur.execute("SELECT DISTINCT container FROM files WHERE endpoint = %s AND deleted_at IS NULL "
-                        "ORDER BY container", (endpoint,))
+            cur.execute(f"SELECT DISTINCT container FROM files WHERE endpoint = %s{live} ORDER BY container",
+                        (endpoint,))
             return [r["container"] for r in cur]
 
     def count_files(self, endpoint: str, container: str | None = None, include_deleted: bool = False) -> int:

@@ -356,9 +356,10 @@ class SQLiteStore(Store):
             yield [_row_to_record(r) for r in rows]
             after = (rows[-1]["updated_at"], rows[-1]["external_id"])
 
-    def containers(self, endpoint: str) -> list[str]:
-        rows = self.conn.execute("SELECT DISTINCT container FROM files WHERE endpoint=? AND deleted_at IS NULL "
-                                 "ORDER BY container", (endpoint,))
+    def containers(self, endpoint: str, include_deleted: bool = False) -> list[str]:
+        live = "" if include_deleted else " AND deleted_at IS NULL"
+        rows = self.conn.execute(f"SELECT DISTINCT container FROM files WHERE endpoint=?{live} ORDER BY container",
+                                 (endpoint,))
         return [r[0] for r in rows]
 
     def count_files(self, endpoint: str, container: str | None = None, include_deleted: bool = False) -> int:

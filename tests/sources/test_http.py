@@ -155,3 +155,27 @@ def test_adaptive_pacing_caps_the_gap() -> None:
     assert pacing.gap_s == 1
     pacing.succeeded(), pacing.succeeded()
     assert pacing.gap_s == 0
+
+
+def test_error_dialects_describe_and_classify_per_provider() -> None:
+    import json as _json
+
+    import requests as _requests
+
+    from file_connector_dagster.sources.google_drive.client import GOOGLE_ERRORS
+    from file_connector_dagster.sources.http import ErrorDialect, describe_error_body
+
+    def response(status: int, body: object) -> _requests.Response:
+        r = _requests.Response()
+        r.status_code, r._content = status, _json.dumps(body).encode()
+        return r
+
+    google = {"error": {"code": 403, "message": "User Rate Limit Exceeded", "status": "PERMISSION_DENIED",
+                        "errors": [{"domain": "usageLimits", "reason": "userRateLimitExceeded", "message": "x"}]}}
+    assert describe_error_body(response(403, google)) == "403: User Rate Limit Exceeded"  # an integer code reads
+    assert GOOGLE_ERRORS.describe(response(403, google)) == "userRateLimitExceeded: User Rate Limit Exceeded"
+    assert GOOGLE_ERRORS.throttled(response(403, google)) and not ErrorDialect().throttled(response(403, google))
+    forbidden = {"error": {"code": 403, "message": "No access", "errors": [{"reason": "forbidden"}]}}
+    assert not GOOGLE_ERRORS.throttled(response(403, forbidden))
+    assert GOOGLE_ERRORS.describe(response(400, {"error": "invalid_grant", "error_description": "Bad JWT."})) == \
+        "invalid_grant: Bad JWT."

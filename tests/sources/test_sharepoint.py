@@ -1,5 +1,6 @@
 """The SharePoint source end to end: real msal + requests against the HTTPS Graph fake, the real
-SQLite store, driven by engine.sync_container."""
+stores (SQLite; PostgreSQL and MongoDB-wire too for the tests marked ALL_STORES), driven by
+engine.sync_container."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from file_connector_dagster.config import parse_config
 from file_connector_dagster.engine import commit_changes, open_changes, sync_container
 from file_connector_dagster.errors import ConfigError, SourceError
 from file_connector_dagster.sources.sharepoint import SharePointDetails, SharePointSource
+from file_connector_dagster.stores.base import Store
 from file_connector_dagster.stores.sqlite import SQLiteStore
 from tests.fakes.graph import FakeDrive, FakeGraph, validate_drive_item
 from tests.fakes.tls import FakeTLS, make_tls
@@ -30,13 +32,20 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> FakeTLS:
     return make_tls(tmp_path_factory.mktemp("tls"))
 
 
+ALL_STORES = pytest.mark.parametrize("store", ["sqlite", "postgres", "mongo"], indirect=True)
+
+
 @pytest.fixture
-def fake(tls: FakeTLS, monkeypatch: pytest.MonkeyPatch) -> Any:
+def fake(tls: FakeTLS, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Any:
+    """Three libraries, 5,000 items (1,500 against the slow MongoDB-wire test server, with the same 100,
+    60 and 40 folders)."""
+    callspec = getattr(request.node, "callspec", None)
+    small = callspec is not None and callspec.params.get("store") == "mongo"
     graph = FakeGraph(tls=tls)
     site = graph.add_site("sites/eng", "Engineering")
-    graph.add_drive(site, "Documents", items=2500, folders_every=25)
-    graph.add_drive(site, "Drawings", items=1500, folders_every=25)
-    graph.add_drive(site, "Site Assets", items=1000, folders_every=25)
+    graph.add_drive(site, "Documents", items=1000 if small else 2500, folders_every=10 if small else 25)
+    graph.add_drive(site, "Drawings", items=300 if small else 1500, folders_every=5 if small else 25)
+    graph.add_drive(site, "Site Assets", items=200 if small else 1000, folders_every=5 if small else 25)
     monkeypatch.setenv(SECRET_ENV, graph.client_secret)
     with graph:
         yield graph
@@ -56,20 +65,27 @@ def make_source(fake: FakeGraph, **overrides: Any) -> SharePointSource:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
+def store(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    """SQLite, or the store named by an indirect parametrization (ALL_STORES)."""
+    kind = getattr(request, "param", "sqlite")
+    if kind != "sqlite":
+        db = request.getfixturevalue("store_factory")(kind)  # closed by the factory
+        db.migrate()
+        yield db
+        return
     db = SQLiteStore(tmp_path / "x.db")
     db.migrate()
     yield db
     db.close()
 
 
-def stored(store: SQLiteStore, drive: FakeDrive, include_deleted: bool = False) -> dict[str, Any]:
+def stored(store: Store, drive: FakeDrive, include_deleted: bool = False) -> dict[str, Any]:
     rows = [r for page in store.iter_files(ENDPOINT, drive.id, include_deleted=include_deleted) for r in page]
     assert len({r.external_id for r in rows}) == len(rows)
     return {r.external_id: r for r in rows}
 
 
-def assert_in_step(store: SQLiteStore, drive: FakeDrive) -> None:
+def assert_in_step(store: Store, drive: FakeDrive) -> None:
     """The store's live files are exactly the fake's live files, with their paths and change keys."""
     expected = drive.live_files()
     live = stored(store, drive)
@@ -88,7 +104,8 @@ def drive_named(fake: FakeGraph, name: str) -> FakeDrive:
 
 # -- first sync ----------------------------------------------------------------------------------------
 
-def test_first_sync_lists_every_library_page_by_page(fake: FakeGraph, store: SQLiteStore) -> None:
+@ALL_STORES
+def test_first_sync_lists_every_library_page_by_page(fake: FakeGraph, store: Store) -> None:
     source = make_source(fake)
     containers = source.containers()
     assert [c.name for c in containers] == ["Documents", "Drawings", "Site Assets"]
@@ -99,7 +116,8 @@ def test_first_sync_lists_every_library_page_by_page(fake: FakeGraph, store: SQL
         assert stats.pages == -(-drive.generated // 200)  # every nextLink followed, not just the first 200
         assert_in_step(store, drive)
     total = sum(len(d.live_files()) for d in fake.drives.values())
-    assert 4500 < total < 5000 and store.count_files(ENDPOINT) == total
+    assert total == sum(d.generated - 1 - d.n_folders for d in fake.drives.values())  # every file, no folder
+    assert store.count_files(ENDPOINT) == total
     assert fake.count("token") == 1  # one token for the whole run (msal's cache)
 
     docs = drive_named(fake, "Documents")
@@ -116,7 +134,7 @@ def test_first_sync_lists_every_library_page_by_page(fake: FakeGraph, store: SQL
     assert deep.change_key == item["cTag"]
 
 
-def test_no_change_resync_is_one_delta_call(fake: FakeGraph, store: SQLiteStore) -> None:
+def test_no_change_resync_is_one_delta_call(fake: FakeGraph, store: Store) -> None:
     source = make_source(fake)
     docs = drive_named(fake, "Documents")
     sync_container(source, store, docs.id)
@@ -129,7 +147,8 @@ def test_no_change_resync_is_one_delta_call(fake: FakeGraph, store: SQLiteStore)
 
 # -- delta rounds --------------------------------------------------------------------------------------
 
-def test_delta_rounds_keep_the_store_in_step(fake: FakeGraph, store: SQLiteStore) -> None:
+@ALL_STORES
+def test_delta_rounds_keep_the_store_in_step(fake: FakeGraph, store: Store) -> None:
     source = make_source(fake)
     docs = drive_named(fake, "Documents")
     sync_container(source, store, docs.id)
@@ -201,7 +220,7 @@ def test_delta_rounds_keep_the_store_in_step(fake: FakeGraph, store: SQLiteStore
     assert store.folders(ENDPOINT, docs.id)[late].name == "late-renamed"
 
 
-def test_item_repeated_across_pages_is_stored_once(fake: FakeGraph, store: SQLiteStore) -> None:
+def test_item_repeated_across_pages_is_stored_once(fake: FakeGraph, store: Store) -> None:
     docs = drive_named(fake, "Documents")
     docs.repeat_across_pages = 5
     stats = sync_container(make_source(fake), store, docs.id)
@@ -209,7 +228,7 @@ def test_item_repeated_across_pages_is_stored_once(fake: FakeGraph, store: SQLit
     assert_in_step(store, docs)
 
 
-def test_children_before_parents_in_a_fresh_listing(fake: FakeGraph, store: SQLiteStore) -> None:
+def test_children_before_parents_in_a_fresh_listing(fake: FakeGraph, store: Store) -> None:
     """After changes, a fresh enumeration lists a file before its (later renamed) folder, possibly pages
     apart; items inside each page come shuffled."""
     docs = drive_named(fake, "Drawings")
@@ -227,7 +246,8 @@ def test_children_before_parents_in_a_fresh_listing(fake: FakeGraph, store: SQLi
 
 # -- 410, throttling, token expiry ---------------------------------------------------------------------
 
-def test_expired_delta_token_resyncs_without_duplicates(fake: FakeGraph, store: SQLiteStore) -> None:
+@ALL_STORES
+def test_expired_delta_token_resyncs_without_duplicates(fake: FakeGraph, store: Store) -> None:
     source = make_source(fake)
     docs = drive_named(fake, "Site Assets")
     sync_container(source, store, docs.id)
@@ -249,7 +269,7 @@ def test_expired_delta_token_resyncs_without_duplicates(fake: FakeGraph, store: 
 
 
 @pytest.mark.parametrize("status, retry_after", [(429, "1"), (429, None), (503, None), (503, "0")])
-def test_throttling_is_waited_out(fake: FakeGraph, store: SQLiteStore, status: int, retry_after: str | None) -> None:
+def test_throttling_is_waited_out(fake: FakeGraph, store: Store, status: int, retry_after: str | None) -> None:
     docs = drive_named(fake, "Site Assets")
     fake.inject(status, match="/root/delta", count=2, skip=1, retry_after=retry_after)
     started = time.monotonic()
@@ -261,7 +281,7 @@ def test_throttling_is_waited_out(fake: FakeGraph, store: SQLiteStore, status: i
     assert stats.api_calls == stats.pages + 1 + 2  # the drive lookup, the pages, the two refused attempts
 
 
-def test_throttling_beyond_the_budget_fails_clearly_and_resumes(fake: FakeGraph, store: SQLiteStore) -> None:
+def test_throttling_beyond_the_budget_fails_clearly_and_resumes(fake: FakeGraph, store: Store) -> None:
     docs = drive_named(fake, "Documents")
     fake.inject(429, match="/root/delta", count=100, skip=4)
     source = make_source(fake, throttle_budget_s=0.05)
@@ -279,7 +299,7 @@ def test_throttling_beyond_the_budget_fails_clearly_and_resumes(fake: FakeGraph,
     assert_in_step(store, docs)
 
 
-def test_retry_after_longer_than_max_wait_fails_at_once(fake: FakeGraph, store: SQLiteStore) -> None:
+def test_retry_after_longer_than_max_wait_fails_at_once(fake: FakeGraph, store: Store) -> None:
     docs = drive_named(fake, "Site Assets")
     fake.inject(429, match="/root/delta", retry_after="3600")
     started = time.monotonic()
@@ -288,7 +308,7 @@ def test_retry_after_longer_than_max_wait_fails_at_once(fake: FakeGraph, store: 
     assert time.monotonic() - started < 2
 
 
-def test_access_token_expiring_mid_sync_is_renewed_once(fake: FakeGraph, store: SQLiteStore) -> None:
+def test_access_token_expiring_mid_sync_is_renewed_once(fake: FakeGraph, store: Store) -> None:
     docs = drive_named(fake, "Documents")
     fake.revoke_tokens_after(5)
     stats = sync_container(make_source(fake), store, docs.id)
@@ -296,7 +316,7 @@ def test_access_token_expiring_mid_sync_is_renewed_once(fake: FakeGraph, store: 
     assert_in_step(store, docs)
 
 
-def test_other_errors_name_the_request_without_secrets(fake: FakeGraph, store: SQLiteStore) -> None:
+def test_other_errors_name_the_request_without_secrets(fake: FakeGraph, store: Store) -> None:
     docs = drive_named(fake, "Documents")
     fake.inject(403, match="/root/delta", skip=2, code="accessDenied")
     with pytest.raises(SourceError) as failure:
@@ -309,24 +329,25 @@ def test_other_errors_name_the_request_without_secrets(fake: FakeGraph, store: S
 
 # -- killed runs ---------------------------------------------------------------------------------------
 
-def test_killed_run_resumes_from_the_last_committed_page(fake: FakeGraph, store: SQLiteStore) -> None:
+@ALL_STORES
+def test_killed_run_resumes_from_the_last_committed_page(fake: FakeGraph, store: Store) -> None:
     docs = drive_named(fake, "Documents")
     source = make_source(fake)
 
     class Killed(Exception):
         pass
 
-    def kill_after_five(page: Any, stats: Any) -> None:
-        if stats.pages == 5:
+    def kill_after_three(page: Any, stats: Any) -> None:
+        if stats.pages == 3:
             raise Killed
 
     with pytest.raises(Killed):
-        commit_changes(store, open_changes(source, docs.id), on_page=kill_after_five)
+        commit_changes(store, open_changes(source, docs.id), on_page=kill_after_three)
     assert json.loads(store.sync_state(ENDPOINT, docs.id).cursor)["full"] is True
     before = fake.count("delta")
     stats = sync_container(make_source(fake), store, docs.id)
     total_pages = -(-docs.generated // 200)
-    assert fake.count("delta") - before == total_pages - 5  # no re-listing from the start
+    assert fake.count("delta") - before == total_pages - 3  # no re-listing from the start
     assert stats.full_listing
     assert_in_step(store, docs)
     # a file deleted while the run was down is still tombstoned by the resumed listing's end
@@ -336,7 +357,7 @@ def test_killed_run_resumes_from_the_last_committed_page(fake: FakeGraph, store:
     assert stored(store, docs, include_deleted=True)[victim].is_deleted
 
 
-def test_killed_delta_round_resumes(fake: FakeGraph, store: SQLiteStore) -> None:
+def test_killed_delta_round_resumes(fake: FakeGraph, store: Store) -> None:
     docs = drive_named(fake, "Site Assets")
     source = make_source(fake, page_size=50)
     sync_container(source, store, docs.id)
@@ -388,7 +409,7 @@ def test_wrong_site_and_library(fake: FakeGraph) -> None:
     assert health.checks["token"] == "ok" and "not found" in health.checks["site"] and not health.ok
 
 
-def test_drive_id_and_onedrive_user(fake: FakeGraph, store: SQLiteStore) -> None:
+def test_drive_id_and_onedrive_user(fake: FakeGraph, store: Store) -> None:
     docs = drive_named(fake, "Drawings")
     one_drive = fake.add_drive(None, "OneDrive", items=300, user="alex@contoso.com")
     assert [c.key for c in make_source(fake, site_url=None, drive_id=docs.id).containers()] == [docs.id]
@@ -415,7 +436,7 @@ def test_details_validation_names_the_field(fake: FakeGraph) -> None:
     parse(site_url="https://contoso.sharepoint.com/teams/a/")
 
 
-def test_no_secret_or_token_in_logs_errors_or_store(fake: FakeGraph, store: SQLiteStore,
+def test_no_secret_or_token_in_logs_errors_or_store(fake: FakeGraph, store: Store,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     docs = drive_named(fake, "Site Assets")

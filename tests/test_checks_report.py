@@ -1,0 +1,145 @@
+"""Asset checks going red for the right reason, and the inventory report, through real Dagster runs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from dagster import AssetCheckKey, instance_for_test, materialize
+
+from file_connector_dagster import checks
+from file_connector_dagster.config import load_config, parse_config
+from file_connector_dagster.defs import build_definitions
+from file_connector_dagster.defs.assets import listing_key
+from file_connector_dagster.defs.report import report_key
+from file_connector_dagster.defs.triggers import job_name
+from file_connector_dagster.errors import ConfigError
+from file_connector_dagster.records import SyncLog
+
+NOW = datetime(2026, 11, 29, 12, tzinfo=timezone.utc)
+
+CONFIG = """
+store: {type: sqlite, path: inv.db}
+reports_dir: out/reports
+endpoints:
+  - name: team-share
+    type: local
+    endpoint_details: {roots: share, containers: subfolders}
+    schedule: "*/30 * * * *"
+    checks: {max_error_rate: 0.2}
+"""
+
+
+def log(container, status, age_h, listed=10, errors=0):
+    started = NOW - timedelta(hours=age_h)
+    return SyncLog("ep", container, started, started + timedelta(seconds=5), status,
+                   {"listed": listed, "errors": errors}, None if status == "success" else "boom")
+
+
+def test_freshness_and_error_rate_rules():
+    logs = {"a": [log("a", "failed", 1), log("a", "success", 3)], "b": [log("b", "success", 0.5, 8, 2)]}
+    out = checks.freshness(logs, ["a", "b", "c"], timedelta(hours=2), now=NOW)
+    assert not out.passed and set(out.failing) == {"a", "c"}
+    assert out.failing["c"] == "never synced successfully"
+    assert out.failing["a"].startswith("last successful sync 3h ago (2026-11-29T09:00:05+00:00), older than 2h")
+    assert out.description == "1 of 3 containers synced within 2h"
+    rate = checks.error_rate(logs, ["a", "b", "c"], 0.1)
+    assert rate.failing == {"b": "2 of 10 files could not be listed (20.0% > 10.0%)"}
+    assert checks.error_rate(logs, ["a", "b"], 0.25).passed
+    processing = checks.processing_error_rate({"a": {"processed": 95, "error": 5}, "b": {"processed": 10}}, 0.01)
+    assert processing.failing == {"a": "5 of 100 files failed processing (5.0% > 1.0%)"}
+
+
+def test_durations_and_schedule_intervals():
+    assert checks.parse_duration("90m") == timedelta(minutes=90) and checks.parse_duration(30) == timedelta(seconds=30)
+    assert checks.parse_duration("1.5d") == timedelta(hours=36)
+    with pytest.raises(ValueError, match="'soon' is not a duration"):
+        checks.parse_duration("soon")
+    def schedules(value):
+        return parse_config({"endpoints": [{"name": "x", "type": "local", "endpoint_details": {"roots": "."},
+                                            "schedule": value}]}).endpoints[0].schedule
+
+    assert checks.schedule_interval(schedules("0 * * * *")) == timedelta(hours=1)
+    assert checks.schedule_interval(schedules("0 7 * * 1-5")) == timedelta(days=3)  # Fri -> Mon
+    assert checks.schedule_interval(schedules({"type": "business_hours", "start_hour": 8, "end_hour": 18})) == \
+        timedelta(days=2, hours=14)  # Friday 18:00 -> Monday 08:00
+    assert checks.schedule_interval(schedules([{"type": "manual"}, {"cron": "0 6 * * *", "enabled": False}])) is None
+    with pytest.raises(ConfigError, match="endpoint 'x': checks.max_age: 'never' is not a duration"):
+        parse_config({"endpoints": [{"name": "x", "type": "local", "endpoint_details": {"roots": "."},
+                                     "checks": {"max_age": "never"}}]})
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "share/alpha/Level 1").mkdir(parents=True)
+    (tmp_path / "share/beta").mkdir()
+    (tmp_path / "share/alpha/Level 1/a.pdf").write_bytes(b"x" * 300)
+    (tmp_path / "share/alpha/b.dwg").write_bytes(b"y" * 100)
+    (tmp_path / "share/beta/c.pdf").write_bytes(b"z" * 50)
+    (tmp_path / "connector.yaml").write_text(CONFIG)
+    return tmp_path
+
+
+def evaluations(result) -> dict[str, object]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_checks_go_red_for_the_right_container(workdir):
+    defs = build_definitions(workdir / "connector.yaml", retries=False)
+    job = defs.resolve_job_def(job_name(load_config(workdir / "connector.yaml").endpoint("team-share")))
+    checks_job = defs.resolve_job_def("file_connector_checks")
+    assert defs.resolve_schedule_def("file_connector_checks_schedule").cron_schedule == "*/15 * * * *"
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("team_share_containers", ["alpha", "beta"])
+        assert job.execute_in_process(instance=instance, partition_key="alpha").success
+        found = evaluations(checks_job.execute_in_process(instance=instance))
+        assert set(found) == {"freshness", "listing_errors", "processing_errors"}
+        assert found["processing_errors"].passed
+        fresh = found["freshness"]
+        assert not fresh.passed and fresh.asset_key == listing_key("team-share")
+        assert fresh.description == "1 of 2 containers synced within 1h; e.g. beta: never synced successfully"
+        assert fresh.metadata["max_age_s"].value == 3600  # twice the 30-minute schedule
+        assert found["listing_errors"].passed
+
+        assert job.execute_in_process(instance=instance, partition_key="beta").success
+        assert evaluations(checks_job.execute_in_process(instance=instance))["freshness"].passed
+        check_key = AssetCheckKey(listing_key("team-share"), "freshness")
+        assert instance.event_log_storage.get_latest_asset_check_execution_by_key([check_key])[check_key].status.value \
+            == "SUCCEEDED"
+
+
+def test_report_asset_summarises_and_writes_csv(workdir):
+    defs = build_definitions(workdir / "connector.yaml", retries=False)
+    job = defs.resolve_job_def(job_name(load_config(workdir / "connector.yaml").endpoint("team-share")))
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("team_share_containers", ["alpha", "beta"])
+        for container in ("alpha", "beta"):
+            assert job.execute_in_process(instance=instance, partition_key=container).success
+        reports = defs.resolve_assets_def(report_key("team-share"))
+        result = materialize([reports], instance=instance,
+                             selection=[report_key("team-share")])
+        assert result.success
+        (event,) = result.get_asset_materialization_events()
+        meta = event.materialization.metadata
+        assert meta["files"].value == 3 and meta["bytes"].value == 450
+        by_container = {r.data["container"]: r.data["files"] for r in meta["by_container"].value.records}
+        assert by_container == {"alpha": 2, "beta": 1}
+        by_type = {r.data["file_type"]: r.data["bytes"] for r in meta["by_file_type"].value.records}
+        assert by_type == {".pdf": 350, ".dwg": 100}
+        assert "3 files" in meta["summary"].value
+    out = workdir / "out/reports/team-share"
+    assert (out / "by_top_folder.csv").read_text().splitlines()[0] == "top_folder,files,bytes"
+    assert {p.name for p in out.glob("*.csv")} >= {"by_container.csv", "by_age.csv", "largest_files.csv", "flags.csv"}
+
+
+def test_a_broken_plugin_is_a_red_check_not_a_broken_sync(workdir):
+    (workdir / "connector.yaml").write_text(CONFIG.replace("endpoints:", "plugins:\n  - {type: email}\nendpoints:"))
+    defs = build_definitions(workdir / "connector.yaml", retries=False)  # the code location still loads
+    job = defs.resolve_job_def(job_name(load_config(workdir / "connector.yaml").endpoint("team-share")))
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("team_share_containers", ["alpha"])
+        assert job.execute_in_process(instance=instance, partition_key="alpha").success
+        plugins = evaluations(defs.resolve_job_def("file_connector_checks").execute_in_process(instance=instance))["plugins"]
+        assert not plugins.passed
+        assert plugins.description == "plugins[0] (email): host: Field required; plugins[0] (email): to: Field required" \
+            or plugins.description.startswith("plugins[0] (email): host: Field required")
