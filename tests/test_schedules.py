@@ -170,8 +170,10 @@ def test_manual_switched_off_and_several_schedules(defs_for):
                            "check_interval_minutes": 10, "name": "when_busy"}]),
     )
     repo = defs.get_repository_def()
-    assert sorted(s.name for s in repo.schedule_defs) == ["sync_both_schedule_1"]
-    assert sorted(s.name for s in repo.sensor_defs) == ["discover_both", "discover_by_hand", "sync_both_when_busy"]
+    assert sorted(s.name for s in repo.schedule_defs) == ["file_connector_checks_schedule", "sync_both_schedule_1"]
+    # plus the inventory checks' schedule and Dagster's automation sensor (the report assets' on_cron)
+    assert sorted(s.name for s in repo.sensor_defs) == ["default_automation_condition_sensor", "discover_both",
+                                                        "discover_by_hand", "sync_both_when_busy"]
     assert defs.resolve_schedule_def("sync_both_schedule_1").default_status == DefaultScheduleStatus.STOPPED
     sensor = defs.resolve_sensor_def("sync_both_when_busy")
     assert sensor.minimum_interval_seconds == 600 and sensor.default_status == DefaultSensorStatus.RUNNING
