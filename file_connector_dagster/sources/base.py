@@ -131,6 +131,10 @@ class Source(ABC):
             event = self.__dict__.setdefault("_cancel_event", threading.Event())
         return event
 
+    def local_path(self, path: str | None) -> str | None:
+        """A path from endpoint_details (a CA bundle, a key file) made absolute against connector.yaml's folder."""
+        return str((self.base_dir / Path(path).expanduser()).resolve()) if path else None
+
     def close(self) -> None:
         """Release connections."""
 

@@ -253,9 +253,7 @@ class SharePointSource(Source):
         super().__init__(endpoint, details, project_id, user_id, base_dir)
         self.details: SharePointDetails = details
         self.graph_url = details.graph_url
-        self.ca_bundle: str | None = None
-        if details.ca_bundle:
-            self.ca_bundle = str((base_dir / Path(details.ca_bundle).expanduser()).resolve())
+        self.ca_bundle = self.local_path(details.ca_bundle)
         self._session: requests.Session | None = None
         self._auth: GraphAuth | None = None
         self._names: dict[str, str] = {}  # drive id -> library name

@@ -36,9 +36,7 @@ class AutodeskSource(Source):
                  user_id: str | None = None, base_dir: Path = Path(".")):
         super().__init__(endpoint, details, project_id, user_id, base_dir)
         self.details: AutodeskDetails = details
-        self.ca_bundle: str | None = None
-        if details.ca_bundle:
-            self.ca_bundle = str((base_dir / Path(details.ca_bundle).expanduser()).resolve())
+        self.ca_bundle = self.local_path(details.ca_bundle)
         self._session: requests.Session | None = None
         self._auth: ApsAuth | None = None
         self._hub: tuple[str, str] | None = None  # (id, name)

@@ -91,9 +91,7 @@ class GoogleDriveSource(Source):
                  user_id: str | None = None, base_dir: Path = Path(".")):
         super().__init__(endpoint, details, project_id, user_id, base_dir)
         self.details: GoogleDriveDetails = details
-        self.ca_bundle: str | None = None
-        if details.ca_bundle:
-            self.ca_bundle = str((base_dir / Path(details.ca_bundle).expanduser()).resolve())
+        self.ca_bundle = self.local_path(details.ca_bundle)
         self._session: requests.Session | None = None
         self._auth: ServiceAccountAuth | None = None
         self._names: dict[str, str] = {}  # container key -> name
