@@ -19,6 +19,10 @@ prints one JSON line (base_url, graph_url, authority_host, ca_path, drive_id, si
 client_id, client_secret, ...) and serves until killed; GET /_fake/counts answers its request counters,
 POST /_fake/edit?count=N edits N files spread over the library.
 
+`token=latest` answers an empty page whose deltaLink stands for now. A fresh enumeration leaves out
+deleted items, also those deleted while it runs, and its final deltaLink starts after them: the
+pessimistic reading of Graph's documentation (docs/sharepoint.md), which the source must survive.
+
 Faults: fail N requests (429/503/500, with or without Retry-After), expire delta tokens (410),
 repeat an item across pages, shuffle items within a page, revoke access tokens after N requests.
 """
@@ -767,6 +771,14 @@ class FakeGraph:
         link = f"{self.graph_url}/drives/{drive.id}/root/delta"
         state = query.get("$skiptoken") or query.get("token")
         since = after = 0
+        if state == "latest" and "$skiptoken" not in query:  # an empty page whose deltaLink is "now"
+            self.counts["delta_latest"] += 1
+            self.counts["delta"] -= 1
+            with self.lock:
+                token = base64.urlsafe_b64encode(f"{drive.token_epoch}.{drive.seq}.{drive.seq}.{top}".encode()).decode()
+            context = json.dumps(f"{self.graph_url}/$metadata#Collection(driveItem)")
+            return 200, {}, RawJSON(f'{{"@odata.context": {context}, "value": [], '
+                                    f'"@odata.deltaLink": {json.dumps(f"{link}?token={token}")}}}')
         if state:
             try:
                 epoch, since, after, top_in_token = (int(x) for x in base64.urlsafe_b64decode(state.encode()).decode().split("."))
