@@ -4,7 +4,6 @@ smaller share on PostgreSQL and MongoDB (every source x store pair runs some). `
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -17,8 +16,8 @@ from .fakes.graph import FakeGraph
 from .fakes.tls import make_tls
 
 SCHEDULES = {  # (source, store): schedules
-    ("local", "sqlite"): 127, ("sharepoint", "sqlite"): 120,
-    ("google_drive", "sqlite"): 60, ("autodesk", "sqlite"): 60,
+    ("local", "sqlite"): 120, ("sharepoint", "sqlite"): 90,
+    ("google_drive", "sqlite"): 45, ("autodesk", "sqlite"): 50,
     ("local", "postgres"): 20, ("sharepoint", "postgres"): 15,
     ("google_drive", "postgres"): 8, ("autodesk", "postgres"): 8,
     ("local", "mongo"): 10, ("sharepoint", "mongo"): 8,  # the test MongoDB server is slow
