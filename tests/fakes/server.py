@@ -71,13 +71,14 @@ class FakeServer:
         return fault
 
     def take_fault(self, path: str) -> Fault | None:
-        """The fault this request meets, if any (used up by one)."""
+        """The fault this request meets, if any (used up by one). Each fault counts the matching requests
+        it lets through by itself, so faults with staggered `skip` make bursts at chosen places."""
         with self.lock:
             for fault in self.faults:
                 if fault.count > 0 and fault.match in path:
                     if fault.skip > 0:
                         fault.skip -= 1
-                        return None
+                        continue
                     fault.count -= 1
                     self.counts[f"fault{fault.status}"] += 1
                     return fault
