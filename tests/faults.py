@@ -578,12 +578,6 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             stale = [i for i, r in live.items() if r.change_key != self.world.expected_change_key(r)]
             assert not stale, stale[:5]
 
-        def pages(self, sync: ContainerSync) -> Any:
-            """The source's pages for a sync driven by hand. Like commit_changes, a new sync clears the
-            cancel event an earlier failed sync set (else its first retry wait raises "cancelled")."""
-            self.world.source.cancel_event.clear()
-            return self.world.source.sync(self.world.container, sync.cursor, sync.folders)
-
         def nothing_lost(self, before: dict[str, Any]) -> None:
             now_live, still_there = self.live_stored(), self.world.live()
             lost = [i for i in before if i in still_there and i not in now_live]
@@ -621,7 +615,7 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             before = self.live_stored()
             self.killed = False
             sync = ContainerSync(self.store, self.endpoint, self.world.container, ALLOW).start()
-            pages = self.pages(sync)
+            pages = self.listing(sync)
             try:
                 for n, page in enumerate(pages):
                     if change_midway and n == 1:
@@ -655,7 +649,7 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
                 self.world.drive.repeat_across_pages = 2
             try:
                 with ContainerSync(self.store, self.endpoint, self.world.container, ALLOW) as sync:
-                    pages = self.pages(sync)
+                    pages = self.listing(sync)
                     try:
                         for n, page in enumerate(pages):
                             if n == step:
@@ -684,13 +678,19 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             finally:
                 del store.in_transaction
 
+        def listing(self, sync: ContainerSync) -> Any:
+            """The source's pages for a sync this suite drives page by page, started as engine.commit_changes
+            starts one: an earlier failed sync's cancel event is cleared."""
+            self.world.source.cancel_event.clear()
+            return self.world.source.sync(self.world.container, sync.cursor, sync.folders)
+
         @rule(step=st.integers(0, 3))
         def two_syncs_at_once(self, step: int) -> None:
             """Sync A commits `step` pages; sync B of the same container (a second connection) runs to the
             end; A's next page must not commit over B's state."""
             self.killed = False
             a = ContainerSync(self.store, self.endpoint, self.world.container, ALLOW).start()
-            pages = self.pages(a)
+            pages = self.listing(a)
             other = ctx.open_store()
             try:
                 committed = 0
