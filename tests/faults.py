@@ -84,6 +84,10 @@ class World:
     def restore(self, pick: int) -> None:
         """Bring back a file that went away (recycle bin, trash), where the source has one."""
 
+    def same_second(self, on: bool) -> None:
+        """Where the source's change marks are times of whole seconds: make changes share the second of
+        the last change (while `on`)."""
+
 
 class LocalWorld(World):
     """A folder tree with hash: true (so a same-size rewrite within one mtime tick still counts)."""
@@ -499,6 +503,10 @@ class AccWorld(World):
             self.aps._recent.clear()
             self.aps.revoke_after = None
 
+    def same_second(self, on: bool) -> None:
+        with self.aps.lock:
+            self.aps.same_second = on
+
     def expected_change_key(self, record: Any) -> str | None:
         return str(self.project.nodes[record.external_id].version)
 
@@ -639,14 +647,15 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             self.nothing_lost(before)
 
         @rule(step=st.integers(0, 3), op=st.sampled_from(["add", "edit", "delete", "rename", "restore"]),
-              pick=st.integers(0, 50),
-              repeat=st.booleans())
-        def changes_during_a_listing(self, step: int, op: str, pick: int, repeat: bool) -> None:
+              pick=st.integers(0, 50), repeat=st.booleans(), same_second=st.booleans())
+        def changes_during_a_listing(self, step: int, op: str, pick: int, repeat: bool, same_second: bool) -> None:
             """The source changes between two pages of a listing (for SharePoint also with the same id
-            served on two pages): the sync still ends cleanly and the next clean sync is exact."""
+            served on two pages; for ACC also within the second of the last change, so that a folder's
+            roll-up time does not move): the sync still ends cleanly and the next clean sync is exact."""
             self.killed = False
             if repeat and isinstance(self.world, GraphWorld):
                 self.world.drive.repeat_across_pages = 2
+            self.world.same_second(same_second)
             try:
                 with ContainerSync(self.store, self.endpoint, self.world.container, ALLOW) as sync:
                     pages = self.listing(sync)
@@ -658,6 +667,7 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
                     finally:
                         pages.close()
             finally:
+                self.world.same_second(False)
                 if isinstance(self.world, GraphWorld):
                     self.world.drive.repeat_across_pages = 0
             self.clean_sync(prefetch=0)

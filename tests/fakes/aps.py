@@ -31,6 +31,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -331,6 +332,9 @@ class FakeAPS(FakeServer):
         self.token_lifetime_s = token_lifetime_s
         self.relative_links = relative_links  # links.next as a path, as some APS endpoints answer
         self.clock = 0
+        # time stands still: changes land in the second of the last one and share its roll-up (APS times
+        # have whole seconds), responses too
+        self.same_second = False
         self.projects: dict[str, FakeProject] = {}
         self.rate_limits: dict[str, tuple[int, float]] = {}  # family -> (requests, window seconds)
         self._recent: dict[str, deque[float]] = {}
@@ -339,9 +343,19 @@ class FakeAPS(FakeServer):
         self.requests: deque[tuple[str, str, dict[str, str]]] = deque(maxlen=20000)  # method, path?query, headers
 
     def tick(self) -> int:
+        """The second of the next change: the next one, or (same_second) the current one."""
         with self.lock:
-            self.clock += 1
+            if not (self.same_second and self.clock):
+                self.clock += 1
             return self.clock
+
+    def http_date(self) -> str:
+        """The Date header, from the fake clock: every response takes a second (so a change made after it
+        has a later roll-up), unless same_second holds time still."""
+        with self.lock:
+            if not self.same_second:
+                self.clock += 1
+            return format_datetime(EPOCH + timedelta(seconds=self.clock), usegmt=True)
 
     # -- set-up ---------------------------------------------------------------------------------------
     def add_project(self, name: str, items: int = 0, folders: int = 0, project_id: str | None = None) -> FakeProject:

@@ -64,6 +64,10 @@ class FakeServer:
     def content_type(self, payload: Any) -> str:
         return "application/json"
 
+    def http_date(self) -> str | None:
+        """The Date header of every response (None: the machine's clock)."""
+        return None
+
     # -- faults and counters ---------------------------------------------------------------------------
     def add_fault(self, fault: Fault) -> Fault:
         with self.lock:
@@ -141,6 +145,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return self.fake.http_date() or super().date_time_string(timestamp)
 
     def _serve(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
