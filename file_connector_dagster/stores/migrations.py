@@ -183,4 +183,15 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        7,
+        "sync_logs.full_listing and seen: whether a sync finished a complete full listing, and how many distinct "
+        "files it saw (the consistency check compares them with the container's live rows)",
+        sqlite=("ALTER TABLE sync_logs ADD COLUMN full_listing BOOLEAN NOT NULL DEFAULT FALSE",
+                "ALTER TABLE sync_logs ADD COLUMN seen BIGINT"),
+        postgres=("ALTER TABLE sync_logs ADD COLUMN full_listing BOOLEAN NOT NULL DEFAULT FALSE, ADD COLUMN seen BIGINT",),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
