@@ -433,6 +433,8 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             end; A's next page must not commit over B's state."""
             self.killed = False
             a = ContainerSync(self.store, self.endpoint, self.world.container, ALLOW).start()
+            # A stands for another run's sync, whose source is its own: not cancelled by an earlier failed sync
+            self.world.source.cancel_event.clear()
             pages = self.world.source.sync(self.world.container, a.cursor, a.folders)
             other = ctx.open_store()
             try:
