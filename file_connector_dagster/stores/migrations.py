@@ -194,4 +194,17 @@ MIGRATIONS += (
     ),
 )
 
+_ENDPOINT_KEYSET = ("DROP INDEX files_endpoint_updated",
+                    "CREATE INDEX files_endpoint_updated ON files (endpoint, updated_at DESC, external_id DESC)")
+MIGRATIONS += (
+    Migration(
+        8,
+        "files_endpoint_updated keyed (endpoint, updated_at DESC, external_id DESC): an endpoint's keyset pages in "
+        "iter_files are a (backward) index range; with updated_at alone each page sorted every row sharing its "
+        "updated_at again",
+        sqlite=_ENDPOINT_KEYSET,
+        postgres=_ENDPOINT_KEYSET,
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
