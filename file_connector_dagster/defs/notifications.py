@@ -70,13 +70,14 @@ def _notify(context: RunStatusSensorContext, connector: FileConnectorResource, e
         from datetime import datetime, timezone
 
         since = datetime.fromtimestamp(stats.start_time, timezone.utc)
-    with PluginManager.from_config(config, log=context.log.warning) as manager:
+    with PluginManager.from_config(config, log=context.log.error) as manager:  # it logs each problem and failure
         with connector.store() as store:
             for container in _containers(context, config.endpoint(endpoint)) or ["-"]:
                 outcome = manager.dispatch(sync_event(store, endpoint, container, event, since=since, error=error,
                                                       run_id=run.run_id, run_url=run_url))
                 for o in outcome:
-                    (context.log.info if o.ok else context.log.error)(f"plugin {o.plugin}: {o.detail}")
+                    if o.ok:
+                        context.log.info(f"plugin {o.plugin}: {o.detail}")
 
 
 def announce_containers(connector: FileConnectorResource, endpoint: str, containers: list[str], log) -> None:
