@@ -5,8 +5,10 @@ come first and its cursor last, so a page cut short is simply applied again."""
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, TypeVar
@@ -246,12 +248,18 @@ class _MongoTx(PageTx):
 class MongoStore(Store):
     """Files in a MongoDB database (pymongo)."""
 
+    CONFLICT_FIRST_DELAY_S = 0.1
+    CONFLICT_MAX_DELAY_S = 5.0
+
     def __init__(self, uri: str, database: str, server_selection_timeout_ms: int = 15000,
-                 password: str | None = None):
+                 password: str | None = None, conflict_budget_s: float = 90.0):
         """Args:
             uri: a mongodb:// URI, best without the password, which
             password: is handed to pymongo as its own argument and scrubbed from every error message.
+            conflict_budget_s: how long a page's transaction retries write conflicts before it fails
+                (longer than a real mongod's transactionLifetimeLimitSeconds, 60 s by default).
         """
+        self.conflict_budget_s = conflict_budget_s
         from ..config import split_uri_password
 
         uri, inline = split_uri_password(uri)  # a password left in the URI is handed over apart all the same
@@ -418,20 +426,36 @@ class MongoStore(Store):
 
     # -- pages ----------------------------------------------------------------------------------
     def in_transaction(self, operation: str, work: Callable[[PageTx], T]) -> T:
+        """Run `work` in one transaction. A write conflict (TransientTransactionError) is retried with
+        backoff until `conflict_budget_s` is spent: a concurrent page commits within moments, and a
+        transaction left open by a killed process holds its rows until the server aborts it
+        (transactionLifetimeLimitSeconds, 60 s by default), which the default budget outlasts."""
         with self._errors(operation):
             if not self._supports_transactions():
                 return work(_MongoTx(self.db, None))
-            for attempt in range(3):
+            started, attempts, delay = time.monotonic(), 0, self.CONFLICT_FIRST_DELAY_S
+            while True:
+                attempts += 1
                 with self.client.start_session() as session:
                     try:
                         with session.start_transaction():
                             return work(_MongoTx(self.db, session))
                     except pymongo.errors.PyMongoError as exc:
-                        # A write conflict with a concurrent writer is worth another go; a lost server is not.
-                        if (attempt == 2 or not exc.has_error_label("TransientTransactionError")
+                        # A write conflict is worth another go; a lost server is not.
+                        if (not exc.has_error_label("TransientTransactionError")
                                 or isinstance(exc, pymongo.errors.ConnectionFailure)):
                             raise
-            raise AssertionError("unreachable")
+                        pause = delay * random.uniform(0.5, 1.0)
+                        spent = time.monotonic() - started
+                        if spent + pause > self.conflict_budget_s:
+                            raise StoreError(
+                                f"{self.label}: {operation}: another transaction kept a write conflict on these "
+                                f"rows for {spent:.0f} s ({attempts} attempts; a transaction left open by a killed "
+                                "process ends after the server's transactionLifetimeLimitSeconds); nothing of the "
+                                "page was written, the cursor was not advanced; re-run to resume",
+                                retryable=True) from None
+                time.sleep(pause)
+                delay = min(delay * 2, self.CONFLICT_MAX_DELAY_S)
 
     # -- reading and processing -----------------------------------------------------------------
     def iter_files(self, endpoint: str, container: str | None = None, *, changed_since: datetime | None = None,
