@@ -11,7 +11,7 @@ import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import bson.errors
 import pymongo
@@ -202,11 +202,15 @@ class _MongoTx(PageTx):
             [UpdateOne({**scope, "external_id": i}, {"$setOnInsert": scope}, upsert=True) for i in ids],
             ordered=False, session=self.session)
 
-    def _unseen(self, endpoint: str, container: str) -> Iterator[str]:
-        """External ids of the container's live files missing from listing_seen: a merge of two streams
-        sorted by external_id, so memory stays flat however large the container."""
+    def _unseen(self, endpoint: str, container: str, keep: Sequence[str] = ()) -> Iterator[str]:
+        """External ids of the container's live files missing from listing_seen (and not at or under a
+        `keep` path): a merge of two streams sorted by external_id, so memory stays flat however large
+        the container."""
         scope = {"endpoint": endpoint, "container": container}
-        live = self.db.files.find({**scope, "deleted_at": None}, {"_id": 0, "external_id": 1},
+        live_query: dict[str, Any] = {**scope, "deleted_at": None}
+        if keep:
+            live_query["$nor"] = [{"path": {"$regex": "^(?:" + "|".join(re.escape(p) for p in keep) + ")(?:/|$)"}}]
+        live = self.db.files.find(live_query, {"_id": 0, "external_id": 1},
                                   session=self.session).sort("external_id", ASCENDING)
         seen = self.db.listing_seen.find(scope, {"_id": 0, "external_id": 1},
                                          session=self.session).sort("external_id", ASCENDING)
@@ -219,12 +223,12 @@ class _MongoTx(PageTx):
             if next_seen != external_id:
                 yield external_id
 
-    def count_unseen(self, endpoint: str, container: str) -> int:
-        return sum(1 for _ in self._unseen(endpoint, container))
+    def count_unseen(self, endpoint: str, container: str, keep: Sequence[str] = ()) -> int:
+        return sum(1 for _ in self._unseen(endpoint, container, keep))
 
-    def tombstone_unseen(self, endpoint: str, container: str, now: datetime) -> int:
+    def tombstone_unseen(self, endpoint: str, container: str, now: datetime, keep: Sequence[str] = ()) -> int:
         count, batch = 0, []
-        for external_id in self._unseen(endpoint, container):
+        for external_id in self._unseen(endpoint, container, keep):
             batch.append(external_id)
             if len(batch) >= _CHUNK:
                 count += self._tombstone({"endpoint": endpoint, "external_id": {"$in": batch}}, now)

@@ -7,7 +7,7 @@ import os
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from ..errors import StoreError
 from ..records import EndpointInfo, FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
@@ -162,12 +162,21 @@ class _SQLiteTx(PageTx):
     _UNSEEN = ("endpoint=? AND container=? AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM listing_seen s "
                "WHERE s.endpoint=files.endpoint AND s.container=files.container AND s.external_id=files.external_id)")
 
-    def count_unseen(self, endpoint: str, container: str) -> int:
-        return self.conn.execute(f"SELECT count(*) FROM files WHERE {self._UNSEEN}", (endpoint, container)).fetchone()[0]
+    # the paths a listing could not read into, as one JSON array parameter
+    _KEEP = (" AND NOT EXISTS (SELECT 1 FROM json_each(?) k WHERE files.path = k.value "
+             "OR substr(files.path, 1, length(k.value) + 1) = k.value || '/')")
 
-    def tombstone_unseen(self, endpoint: str, container: str, now: datetime) -> int:
-        return self.conn.execute(f"UPDATE files SET deleted_at=?, updated_at=? WHERE {self._UNSEEN}",
-                                 (_ts(now), _ts(now), endpoint, container)).rowcount
+    def _unseen(self, keep: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+        return (self._UNSEEN + self._KEEP, (json.dumps(list(keep)),)) if keep else (self._UNSEEN, ())
+
+    def count_unseen(self, endpoint: str, container: str, keep: Sequence[str] = ()) -> int:
+        where, args = self._unseen(keep)
+        return self.conn.execute(f"SELECT count(*) FROM files WHERE {where}", (endpoint, container, *args)).fetchone()[0]
+
+    def tombstone_unseen(self, endpoint: str, container: str, now: datetime, keep: Sequence[str] = ()) -> int:
+        where, args = self._unseen(keep)
+        return self.conn.execute(f"UPDATE files SET deleted_at=?, updated_at=? WHERE {where}",
+                                 (_ts(now), _ts(now), endpoint, container, *args)).rowcount
 
     def save_state(self, endpoint: str, container: str, state: SyncState, lease_until: datetime) -> None:
         self.conn.execute(
