@@ -193,12 +193,18 @@ class _SQLiteTx(PageTx):
 class SQLiteStore(Store):
     """Files in one SQLite database file (WAL mode, so readers never block the syncing writer)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, busy_timeout_s: float = 60.0):
+        """Args:
+            busy_timeout_s: how long a write waits for another connection's write lock (SQLite's busy
+                timeout); past it the operation fails with one line saying the database is locked.
+        """
         self.path = Path(path)
         self.label = f"sqlite:{self.path}"
+        self.busy_timeout_s = busy_timeout_s
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            self.conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
+                                        check_same_thread=False)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -230,7 +236,7 @@ class SQLiteStore(Store):
             try:
                 self.store.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StoreError(f"{self.store.label}: {self.operation}: {exc}") from None
+                raise self.store._error(self.operation, exc) from None
             return self.store.conn
 
         def __exit__(self, exc_type, exc, tb) -> bool:
@@ -244,8 +250,18 @@ class SQLiteStore(Store):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"{self.store.label}: {self.operation}: {exc}") from None
+                raise self.store._error(self.operation, exc) from None
             return False
+
+    def _error(self, operation: str, exc: sqlite3.Error) -> StoreError:
+        """One line: what failed, SQLite's reason, and what it means for the user."""
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            text += (f" (another process held its write lock for more than busy_timeout_s="
+                     f"{self.busy_timeout_s:g}; nothing of this was written)")
+        elif "full" in text or "disk I/O error" in text:  # ENOSPC; EFBIG (a file size limit) or a failing disk
+            text += " (the database cannot be written: is the disk full?; nothing of this was written)"
+        return StoreError(f"{self.label}: {operation}: {text}")
 
     def _tx(self, operation: str) -> "SQLiteStore._Tx":
         return SQLiteStore._Tx(self, operation)
