@@ -263,7 +263,9 @@ class Store(ABC):
     def save_processing(self, endpoint: str, records: list[FileRecord]) -> int:
         """Store the processing columns (PROCESSING_COLUMNS) and metadata of each record, in one
         transaction, only where the row is still the version that was processed (same updated_at,
-        not deleted): a version that changed meanwhile stays pending. updated_at is not touched.
+        not deleted) and still due (processing_status pending): a version that changed meanwhile
+        stays pending, and a result a concurrent files step saved first is never overwritten.
+        updated_at is not touched.
 
         Returns:
             How many rows were written.

@@ -520,7 +520,7 @@ class MongoStore(Store):
         with self._errors(f"store processing results of {endpoint}"):
             result = self.db.files.bulk_write(
                 [UpdateOne({"endpoint": endpoint, "external_id": r.external_id, "updated_at": _ms(r.updated_at),
-                            "deleted_at": None},
+                            "deleted_at": None, "processing_status": PENDING},
                            {"$set": {"metadata": _plain(r.metadata), **_processing(r, saving=True)}}) for r in records],
                 ordered=False)
             return result.matched_count

@@ -525,7 +525,7 @@ class PostgresStore(Store):
                 "%s::timestamptz[], %s::int[], %s::text[]) AS v (external_id, updated_at, metadata, excluded_by, "
                 "processing_errors, processing_status, processed_key, processed_at, processing_attempts, content_hash) "
                 "WHERE f.endpoint = %s AND f.external_id = v.external_id AND f.updated_at = v.updated_at "
-                "AND f.deleted_at IS NULL",
+                "AND f.deleted_at IS NULL AND f.processing_status = 'pending'",
                 ([r.external_id for r in records], [r.updated_at for r in records],
                  [json.dumps(r.metadata, default=str, ensure_ascii=False) for r in records],
                  *([v[c] if c != "processing_errors" else json.dumps(v[c] or [], ensure_ascii=False) for v in values]

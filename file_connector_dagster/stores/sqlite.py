@@ -411,7 +411,7 @@ class SQLiteStore(Store):
         with self._tx(f"store processing results of {endpoint}") as conn:
             return conn.executemany(  # rowcount: the rows all executions changed
                 f"UPDATE files SET {columns}, metadata=? WHERE endpoint=? AND external_id=? AND updated_at=? "
-                "AND deleted_at IS NULL",
+                "AND deleted_at IS NULL AND processing_status='pending'",
                 [(*_processing_row(rec, saving=True), json.dumps(rec.metadata, default=str, ensure_ascii=False),
                   endpoint, rec.external_id, _ts(rec.updated_at)) for rec in records]).rowcount
 
