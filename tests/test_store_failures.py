@@ -1,6 +1,6 @@
 """`file-connector sync` in a real process when its SQLite store fails under it: locked by another process
-beyond the busy timeout, or out of space (the file cannot grow: RLIMIT_FSIZE, which a full disk gives the
-same way, with no root-only mount). One clear line, exit code 1, nothing lost, the cursor never past the
+beyond the busy timeout, or out of space (the file cannot grow past RLIMIT_FSIZE, as on a full disk, with
+no root-only mount). One clear line, exit code 1, nothing lost, the cursor never past the
 committed rows; the next sync finishes the job."""
 
 from __future__ import annotations
