@@ -260,12 +260,13 @@ class MongoStore(Store):
     CONFLICT_MAX_DELAY_S = 5.0
 
     def __init__(self, uri: str, database: str, server_selection_timeout_ms: int = 15000,
-                 password: str | None = None, conflict_budget_s: float = 90.0):
+                 password: str | None = None, conflict_budget_s: float = 120.0):
         """Args:
             uri: a mongodb:// URI, best without the password, which
             password: is handed to pymongo as its own argument and scrubbed from every error message.
-            conflict_budget_s: how long a page's transaction retries write conflicts before it fails
-                (longer than a real mongod's transactionLifetimeLimitSeconds, 60 s by default).
+            conflict_budget_s: how long a page's transaction retries write conflicts before it fails:
+                longer than a real mongod keeps a dead transaction (transactionLifetimeLimitSeconds, 60 s
+                by default, found by a reaper that runs every half of it: up to 90 s).
         """
         self.conflict_budget_s = conflict_budget_s
         from ..config import split_uri_password
