@@ -29,10 +29,11 @@ def source_files(base: Path) -> list[str]:
     return sorted(str(p.relative_to(base / "share/docs")) for p in (base / "share/docs").rglob("*.txt"))
 
 
-def write_config(base: Path, busy_timeout_s: float = 1) -> None:
+def write_config(base: Path, busy_timeout_s: float = 1, page_size: int = 20) -> None:
     (base / "connector.yaml").write_text(
         f"store: {{type: sqlite, path: inv.db, busy_timeout_s: {busy_timeout_s}}}\nendpoints:\n"
-        "  - {name: share, type: local, endpoint_details: {roots: share, containers: subfolders, page_size: 20}}\n")
+        "  - {name: share, type: local, endpoint_details: {roots: share, containers: subfolders, "
+        f"page_size: {page_size}}}}}\n")
 
 
 def stored(db: Path) -> tuple[set[str], set[str], str | None]:
@@ -77,7 +78,7 @@ def assert_resync_completes(base: Path, db: Path, gone: list[str], files: list[s
 
 
 def test_a_store_locked_by_another_process_mid_sync(tmp_path):
-    write_config(tmp_path)
+    write_config(tmp_path, page_size=5)  # 150 pages: the lock comes long before the listing could end
     make_share(tmp_path)
     gone, files = changed_share(tmp_path)
     db = tmp_path / "inv.db"
