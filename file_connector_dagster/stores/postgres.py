@@ -100,11 +100,12 @@ def copy_rows(records: list[FileRecord]) -> io.StringIO:
     last_at: datetime | None = None
     last_at_text = "\\N"
     for rec in records:
-        texts = [rec.external_id, rec.title, rec.path, rec.file_link, rec.mime_type, rec.change_key, rec.project_id,
-                 rec.user_id, rec.content_hash]
-        if _NEEDS_ESCAPE("".join([t for t in texts if t is not None])):
-            texts = [None if t is None else _copy_text(t) for t in texts]
-        external_id, title, path, link, mime, change_key, project_id, user_id, content_hash = texts
+        external_id, title, path, link, mime, change_key, project_id, user_id, content_hash = texts = (
+            rec.external_id, rec.title, rec.path, rec.file_link, rec.mime_type, rec.change_key, rec.project_id,
+            rec.user_id, rec.content_hash)
+        if _NEEDS_ESCAPE(f"{external_id}{title}{path}{link}{mime}{change_key}{project_id}{user_id}{content_hash}"):
+            external_id, title, path, link, mime, change_key, project_id, user_id, content_hash = (
+                None if t is None else _copy_text(t) for t in texts)  # (None reads "None": nothing to escape)
         created, updated, status = rec.date_created, rec.date_updated, rec.processing_status
         if status is None or status == "pending":  # processing_values: a fresh pending state, the hash kept
             processing = _PENDING_COPY + ("\\N" if content_hash is None else content_hash)
