@@ -15,6 +15,8 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Iterator
 from urllib.parse import quote, urlsplit
 
@@ -50,8 +52,9 @@ def _basic(user: str, password: str) -> str:
 class ApsAuth:
     """Bearer headers for the 2-legged client-credentials flow; one token shared by the source's clients."""
 
-    def __init__(self, details: AutodeskDetails, session: requests.Session, label: str):
-        self.details, self.session, self.label = details, session, label
+    def __init__(self, details: AutodeskDetails, session: requests.Session, label: str,
+                 cancel: threading.Event | None = None):
+        self.details, self.session, self.label, self.cancel = details, session, label, cancel
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = threading.Lock()
@@ -72,7 +75,7 @@ class ApsAuth:
         client = HttpClient(f"{self.label}: authentication", session=self.session, timeout_s=d.timeout_s,
                             policy=RetryPolicy(max_wait_s=d.max_wait_s, total_wait_s=d.throttle_budget_s,
                                                backoff_base_s=d.backoff_base_s),
-                            describe_error=describe_aps_error)
+                            describe_error=describe_aps_error, cancel=self.cancel)
         try:
             response = client.request("POST", f"{d.api_url}/authentication/v2/token",
                                       data={"grant_type": "client_credentials", "scope": SCOPE},
@@ -97,17 +100,26 @@ class ApsAuth:
 class ApsClient:
     """The Data Management calls, paced per endpoint family, with one-line errors."""
 
-    def __init__(self, details: AutodeskDetails, session: requests.Session, auth: ApsAuth, label: str):
+    def __init__(self, details: AutodeskDetails, session: requests.Session, auth: ApsAuth, label: str,
+                 cancel: threading.Event | None = None):
         d = self.details = details
         self.api_url = d.api_url
         host = urlsplit(d.api_url).netloc
         policy = RetryPolicy(max_wait_s=d.max_wait_s, total_wait_s=d.throttle_budget_s, backoff_base_s=d.backoff_base_s)
         self.http = HttpClient(label, auth=auth, session=session, policy=policy, timeout_s=d.timeout_s,
                                describe_error=describe_aps_error, link_origin=d.api_url,
-                               pacing=AdaptivePacing(initial_gap_s=d.slow_down_gap_s))
+                               pacing=AdaptivePacing(initial_gap_s=d.slow_down_gap_s), cancel=cancel)
         self.projects_bucket = self._bucket(f"{host} projects", d.projects_requests_per_minute)
         self.contents_bucket = self._bucket(f"{host} contents", d.contents_requests_per_minute)
         self.region_headers = {"x-ads-region": d.region}
+        self.server_time: datetime | None = None  # the Date of the last folder listing's response
+
+    def _note_date(self, response: requests.Response) -> requests.Response:
+        try:
+            self.server_time = parsedate_to_datetime(response.headers.get("Date") or "")
+        except (TypeError, ValueError):
+            self.server_time = None
+        return response
 
     @staticmethod
     def _bucket(key: str, per_minute: float) -> TokenBucket | None:
@@ -147,8 +159,9 @@ class ApsClient:
 
     def top_folders(self, hub_id: str, project_id: str) -> list[dict[str, Any]]:
         path = f"/project/v1/hubs/{quote(hub_id, safe='')}/projects/{quote(project_id, safe='')}/topFolders"
-        response = self.http.request("GET", f"{self.api_url}{path}", ok_statuses=frozenset({403, 404}),
-                                     bucket=self.projects_bucket, what="GET /project/v1/hubs/{hub}/projects/{project}/topFolders")
+        response = self._note_date(self.http.request(
+            "GET", f"{self.api_url}{path}", ok_statuses=frozenset({403, 404}), bucket=self.projects_bucket,
+            what="GET /project/v1/hubs/{hub}/projects/{project}/topFolders"))
         if response.status_code in (403, 404):
             raise SourceError(f"{self.http.label}: project {project_id} not found or not readable by this app "
                               f"(topFolders answered {response.status_code} {describe_aps_error(response)})".rstrip(),
@@ -161,5 +174,6 @@ class ApsClient:
 
     def contents_page(self, url: str) -> requests.Response:
         """One page of a folder's contents; 403/404 come back to the caller (that folder failed, not the sync)."""
-        return self.http.request("GET", url, headers=self.region_headers, ok_statuses=frozenset({403, 404}),
-                                 bucket=self.contents_bucket, what="GET /data/v1/projects/{project}/folders/{folder}/contents")
+        return self._note_date(self.http.request(
+            "GET", url, headers=self.region_headers, ok_statuses=frozenset({403, 404}), bucket=self.contents_bucket,
+            what="GET /data/v1/projects/{project}/folders/{folder}/contents"))
