@@ -24,11 +24,9 @@ from ..schedules.base import TICK_BUDGET_S
 from .assets import group_name
 from .resources import FileConnectorResource
 
-# How often a discovery sensor lists an endpoint's containers (README: "Dagster UI").
+# How often a discovery sensor lists an endpoint's containers (README: "Dagster UI"). How long a
+# vanished container waits before it is retired: `discovery.vanished_grace_hours` (config.py).
 DISCOVERY_INTERVAL_S = 300
-# How long a known container may be missing at the source before its files are tombstoned and its
-# partition removed: long enough to ride out a permissions glitch or a provider outage.
-VANISHED_GRACE_S = 24 * 3600
 
 # A tick syncs up to this many containers in one run (a partition range), each on its own inside it: a
 # site of 20 libraries costs one run worker, not 20.
@@ -157,12 +155,13 @@ def _sensor(endpoint: EndpointConfig, job: JobDefinition, partitions: DynamicPar
 
 
 def build_discovery_sensor(endpoint: EndpointConfig, job: JobDefinition,
-                           partitions: DynamicPartitionsDefinition, interval_s: int = DISCOVERY_INTERVAL_S,
-                           vanished_grace_s: float = VANISHED_GRACE_S) -> SensorDefinition:
+                           partitions: DynamicPartitionsDefinition,
+                           interval_s: int = DISCOVERY_INTERVAL_S) -> SensorDefinition:
     """Adds containers that appeared at the source as partitions and requests their first sync;
-    reports containers that vanished, and after `vanished_grace_s` tombstones their files and
-    removes their partitions (so schedules stop running them). Cursor: {"containers": [...],
-    "vanished": {key: first seen missing}, "retired": {key: when}} (times ISO, UTC)."""
+    reports containers that vanished, and after the endpoint's `discovery.vanished_grace_hours`
+    tombstones their files and removes their partitions (so schedules stop running them). Cursor:
+    {"containers": [...], "vanished": {key: first seen missing}, "retired": {key: when}} (times ISO, UTC)."""
+    vanished_grace_s = endpoint.discovery.vanished_grace_hours * 3600
 
     @sensor(
         name=f"discover_{group_name(endpoint)}",
