@@ -126,6 +126,54 @@ def test_local_folder_pending_changes(tmp_path):
                                         "not a folder (and 2 more)")
 
 
+def test_a_failed_run_is_requested_again_with_the_same_pending_changes(tmp_path):
+    share = tmp_path / "share"
+    (share / "alpha").mkdir(parents=True)
+    (share / "alpha/a.txt").write_text("x")
+    config = write_config(tmp_path, {
+        "name": "share", "type": "local", "endpoint_details": {"roots": "share", "containers": "subfolders"},
+        "schedule": {"type": "conditional", "condition": "check_file_count", "file_count_threshold": 2}})
+    sync_all(config, "share")
+    time.sleep(1.1)  # past the probe's 1 s clock tolerance
+    for name in ("b.txt", "c.txt"):
+        (share / "alpha" / name).write_text("new")
+    defs = build_definitions(config, retries=False)  # a vanished folder is retryable: no waiting here
+    job = defs.resolve_job_def("Sync_share")
+
+    def run(request, instance, fail: bool) -> bool:
+        """Launch the request as the daemon does (its tags and run key); `fail`: the folder is gone meanwhile."""
+        if fail:
+            os.rename(share / "alpha", tmp_path / "alpha-away")
+        try:
+            return job.execute_in_process(partition_key=request.partition_key, instance=instance,
+                                          raise_on_error=False,
+                                          tags={**request.tags, "dagster/run_key": request.run_key}).success
+        finally:
+            if fail:
+                os.rename(tmp_path / "alpha-away", share / "alpha")
+
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("share_containers", ["alpha"])
+        first = evaluate(defs, instance, "sync_share_schedule")
+        [request] = first.run_requests
+        assert request.partition_key == "alpha" and request.run_key.startswith("share:changes:")
+        basis = request.run_key
+        assert not run(request, instance, fail=True)
+
+        # the same pending changes (nothing was stored): requested again under a new key, stable across ticks
+        [again] = evaluate(defs, instance, "sync_share_schedule", cursor=first.cursor).run_requests
+        assert again.run_key == f"{basis}:retry-1"
+        assert evaluate(defs, instance, "sync_share_schedule").run_requests[0].run_key == again.run_key
+        assert not run(again, instance, fail=True)
+        [third] = evaluate(defs, instance, "sync_share_schedule").run_requests
+        assert third.run_key == f"{basis}:retry-2"
+
+        # it succeeds: the changes are synced, nothing is pending
+        assert run(third, instance, fail=False)
+        result = evaluate(defs, instance, "sync_share_schedule")
+        assert not result.run_requests and skip_message(result) == "no container has 2 pending changes (alpha: 0)"
+
+
 # -- check_file_count: SharePoint through the Graph fake ----------------------------------------------------
 @pytest.fixture
 def graph(monkeypatch):
