@@ -355,7 +355,7 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             before = self.live_stored()
             self.killed = False
             sync = ContainerSync(self.store, self.endpoint, self.world.container, ALLOW).start()
-            pages = self.world.source.sync(self.world.container, sync.cursor, sync.folders)
+            pages = self.listing(sync)
             try:
                 for n, page in enumerate(pages):
                     if change_midway and n == 1:
@@ -388,7 +388,7 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
                 self.world.drive.repeat_across_pages = 2
             try:
                 with ContainerSync(self.store, self.endpoint, self.world.container, ALLOW) as sync:
-                    pages = self.world.source.sync(self.world.container, sync.cursor, sync.folders)
+                    pages = self.listing(sync)
                     # KNOWN GAP (see the closing note): Graph's first enumeration does not report deletions, and
                     # the fake's final deltaLink starts after a deletion made during it, so a file deleted after
                     # its page was delivered stays live until the next full listing. Not drawn here until the
@@ -427,13 +427,19 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             finally:
                 del store.in_transaction
 
+        def listing(self, sync: ContainerSync) -> Any:
+            """The source's pages for a sync this suite drives page by page, started as engine.commit_changes
+            starts one: an earlier failed sync's cancel event is cleared."""
+            self.world.source.cancel_event.clear()
+            return self.world.source.sync(self.world.container, sync.cursor, sync.folders)
+
         @rule(step=st.integers(0, 3))
         def two_syncs_at_once(self, step: int) -> None:
             """Sync A commits `step` pages; sync B of the same container (a second connection) runs to the
             end; A's next page must not commit over B's state."""
             self.killed = False
             a = ContainerSync(self.store, self.endpoint, self.world.container, ALLOW).start()
-            pages = self.world.source.sync(self.world.container, a.cursor, a.folders)
+            pages = self.listing(a)
             other = ctx.open_store()
             try:
                 committed = 0

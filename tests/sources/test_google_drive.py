@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -359,6 +360,29 @@ def test_rate_limit_beyond_the_budget_fails_clearly_and_resumes(fake: FakeDriveS
     assert fake.count("files") - before == stats.pages  # resumed where it stopped, not from the start
     assert stats.pages < -(-eng.generated // 200)
     assert_in_step(sqlite_store, eng)
+
+
+def test_a_failed_sync_stops_the_fetchers_retry_after_wait_at_once(fake: FakeDriveService, tmp_path: Path) -> None:
+    """The store fails while the fetch thread waits out Google's Retry-After of 100 s: the sync ends at once and
+    the thread sends nothing more (the source hands its cancel event to its HTTP client)."""
+    sales = named(fake, "Sales")
+
+    class Broken(SQLiteStore):
+        def apply_page(self, endpoint: str, container: str, page: Any, **sync: Any) -> Any:
+            time.sleep(0.5)  # meanwhile the fetcher gets its 429 and starts waiting
+            raise RuntimeError("disk full")
+
+    store = Broken(tmp_path / "broken.db")
+    store.migrate()
+    fake.inject(429, match="/files", count=1000, skip=1, retry_after="100")
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="disk full"):
+        sync_container(make_source(fake, max_wait_s=200, throttle_budget_s=300), store, sales.id)
+    assert time.monotonic() - started < 5
+    assert not [t for t in threading.enumerate() if t.name == "page-prefetch"]
+    refused = fake.count("fault429")
+    time.sleep(0.5)
+    assert refused == 1 and fake.count("fault429") == refused
 
 
 def test_other_403_and_404_fail_at_once(fake: FakeDriveService, sqlite_store: SQLiteStore) -> None:

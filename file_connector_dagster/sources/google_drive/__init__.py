@@ -124,7 +124,7 @@ class GoogleDriveSource(Source):
         pacing = AdaptivePacing(initial_gap_s=min(0.25, d.backoff_base_s / 4), max_gap_s=d.max_wait_s)
         http = HttpClient(self._label(container), auth=self.auth, policy=policy, session=self.session,
                           requests_per_second=d.requests_per_second, burst=max(1.0, 2 * d.requests_per_second),
-                          timeout_s=d.timeout_s, errors=GOOGLE_ERRORS, pacing=pacing)
+                          timeout_s=d.timeout_s, errors=GOOGLE_ERRORS, pacing=pacing, cancel=self.cancel_event)
         return DriveApi(http, d.api_url, d.page_size)
 
     def close(self) -> None:
