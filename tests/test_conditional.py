@@ -231,6 +231,80 @@ def test_graph_delta_probe(tmp_path, graph):
         assert not evaluate(defs, instance, "sync_sp_schedule").run_requests
 
 
+# -- check_file_count: Google Drive through the Drive fake -------------------------------------------------
+@pytest.fixture
+def drive(tmp_path, monkeypatch):
+    from tests.fakes.drive import FakeDriveService
+
+    fake = FakeDriveService(tls=make_tls(), key_dir=tmp_path)
+    fake.add_shared_drive("Engineering", files=60, folders_every=10)
+    fake.user_drive(fake.subject, files=30, folders_every=10)
+    with fake:
+        monkeypatch.setenv(DRIVE_KEY_ENV, json.dumps(fake.key_info()))
+        yield fake
+
+
+DRIVE_KEY_ENV = "FC_TEST_DRIVE_PROBE_KEY"
+
+
+def test_google_drive_changes_probe(tmp_path, drive):
+    config = write_config(tmp_path, {
+        "name": "gd", "type": "google_drive",
+        "endpoint_details": {"service_account_key": "${" + DRIVE_KEY_ENV + "}", "subject": drive.subject,
+                             "shared_drives": "all", "my_drive": True, "api_url": drive.api_url,
+                             "ca_bundle": drive.tls.ca_path, "page_size": 2, "backoff_base_s": 0.05},
+        "schedule": {"type": "conditional", "condition": "check_file_count", "file_count_threshold": 3}})
+    keys = sync_all(config, "gd")
+    engineering = next(c for c in drive.corpora.values() if c.shared)
+    my_drive = drive.users[drive.subject]
+    assert keys == [engineering.id, "my-drive"]
+    defs = build_definitions(config)
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("gd_containers", keys)
+        result = evaluate(defs, instance, "sync_gd_schedule")
+        assert skip_message(result) == f"no container has 3 pending changes ({engineering.id}: 0, my-drive: 0)"
+
+        # below the threshold in My Drive (two changes), above it in the shared drive: a rename, a
+        # trashed file, a new one and edits, 12 changes on 6 pages (page_size 2)
+        files = list(engineering.live_files())
+        engineering.rename(files[0], "renamed.pdf")
+        engineering.trash(files[1])
+        engineering.add_file(engineering.base_id(0), "new.pdf")
+        for item_id in files[2:11]:
+            engineering.edit(item_id)
+        mine = list(my_drive.live_files())
+        my_drive.edit(mine[0])
+        my_drive.edit(mine[1])
+        store = open_store(load_config(config))
+        cursor_before = store.sync_state("gd", engineering.id).cursor
+        requests_before = drive.count("changes")
+        result = evaluate(defs, instance, "sync_gd_schedule")
+        assert list(requested(result, keys)) == [engineering.id]
+        assert store.sync_state("gd", engineering.id).cursor == cursor_before  # the probe stores nothing
+        assert drive.count("changes") - requests_before <= 2 + 2  # it stops counting at the threshold
+        store.close()
+
+        # Drive failing: a skipped tick naming the endpoint and the request, within the short budget
+        drive.inject(503, match="/changes", count=100)
+        started = time.monotonic()
+        result = evaluate(defs, instance, "sync_gd_schedule")
+        assert not result.run_requests
+        message = skip_message(result)
+        assert message.startswith(f"probe failed: endpoint 'gd', container '{engineering.id}'"), message
+        assert "GET /changes" in message and "503" in message and "(and 1 more)" in message, message
+        assert time.monotonic() - started < 30
+        drive.faults.clear()
+
+        # an expired page token: the next sync lists everything again, so it is due
+        drive.expire_page_tokens()
+        assert set(requested(evaluate(defs, instance, "sync_gd_schedule"), keys)) == set(keys)
+
+        # after the sync (a fresh listing), nothing is pending any more
+        sync_all(config, "gd")
+        result = evaluate(defs, instance, "sync_gd_schedule")
+        assert not result.run_requests, skip_message(result)
+
+
 def test_source_that_cannot_probe_is_a_config_error(tmp_path, monkeypatch):
     from file_connector_dagster.sources import base
     from tests.test_registry import PLUGIN
