@@ -305,6 +305,68 @@ def test_google_drive_changes_probe(tmp_path, drive):
         assert not result.run_requests, skip_message(result)
 
 
+# -- check_file_count: Autodesk ACC through the APS fake (folder roll-ups) ---------------------------------
+APS_SECRET_ENV = "FC_TEST_APS_PROBE_SECRET"
+
+
+def test_autodesk_rollup_probe(tmp_path, monkeypatch):
+    from tests.fakes.aps import FakeAPS
+
+    aps = FakeAPS(tls=make_tls())
+    tower = aps.add_project("Tower A", items=200, folders=12)
+    bridge = aps.add_project("Bridge B", items=20, folders=2)
+    monkeypatch.setenv(APS_SECRET_ENV, aps.client_secret)
+    with aps:
+        config = write_config(tmp_path, {
+            "name": "acc", "type": "autodesk",
+            "endpoint_details": {"client_id": aps.client_id, "client_secret": "${" + APS_SECRET_ENV + "}",
+                                 "hub": aps.hub_id, "api_url": aps.api_url, "ca_bundle": aps.tls.ca_path,
+                                 "page_size": 5, "backoff_base_s": 0.05, "slow_down_gap_s": 0,
+                                 "projects_requests_per_minute": 0, "contents_requests_per_minute": 0},
+            "schedule": {"type": "conditional", "condition": "check_file_count", "file_count_threshold": 3}})
+        keys = sync_all(config, "acc")
+        assert set(keys) == {tower.id, bridge.id}
+        defs = build_definitions(config)
+        with instance_for_test() as instance:
+            instance.add_dynamic_partitions("acc_containers", keys)
+            before = dict(aps.counts)
+            result = evaluate(defs, instance, "sync_acc_schedule")
+            assert not result.run_requests and "Tower A" not in skip_message(result)
+            assert skip_message(result).startswith("no container has 3 pending changes (") and ": 0, " in skip_message(result)
+            assert aps.counts["contents"] == before.get("contents", 0)  # nothing changed: topFolders only
+
+            # Tower: a new version deep down, a new file, a deleted (hidden) one: 3; Bridge: one new version
+            folders = tower.folder_ids()
+            deep = max(folders, key=lambda f: tower.path(f).count("/"))
+            items = [n.id for n in tower.nodes.values() if n.kind == "item" and not n.hidden]
+            tower.new_version(items[0])
+            tower.add_item(deep, "added.pdf")
+            tower.delete(items[1])
+            bridge.new_version(next(n.id for n in bridge.nodes.values() if n.kind == "item"))
+            store = open_store(load_config(config))
+            cursor_before = store.sync_state("acc", tower.id).cursor
+            result = evaluate(defs, instance, "sync_acc_schedule")
+            assert list(requested(result, keys)) == [tower.id], skip_message(result)
+            assert store.sync_state("acc", tower.id).cursor == cursor_before  # the probe stores nothing
+            store.close()
+
+            # APS failing: a skipped tick naming the endpoint and the request, within the short budget
+            aps.inject(503, match="/contents", count=100)
+            started = time.monotonic()
+            result = evaluate(defs, instance, "sync_acc_schedule")
+            assert not result.run_requests
+            message = skip_message(result)
+            assert message.startswith(f"probe failed: endpoint 'acc', container '{tower.id}'"), message
+            assert "folders/{folder}/contents" in message and "503" in message, message
+            assert time.monotonic() - started < 30
+            aps.faults.clear()
+
+            # after the sync, nothing is pending any more
+            sync_all(config, "acc")
+            result = evaluate(defs, instance, "sync_acc_schedule")
+            assert not result.run_requests, skip_message(result)
+
+
 def test_source_that_cannot_probe_is_a_config_error(tmp_path, monkeypatch):
     from file_connector_dagster.sources import base
     from tests.test_registry import PLUGIN
@@ -317,7 +379,7 @@ def test_source_that_cannot_probe_is_a_config_error(tmp_path, monkeypatch):
                                      "schedule": {"type": "conditional", "condition": "check_file_count"}}]})
     assert str(error.value) == (
         "connector.yaml: endpoint 'box': schedule: condition check_file_count needs a source that can count "
-        "pending changes; type 'dropbox' cannot (types that can: local, sharepoint)")
+        "pending changes; type 'dropbox' cannot (types that can: autodesk, google_drive, local, sharepoint)")
 
 
 # -- check_external_trigger ------------------------------------------------------------------------------
