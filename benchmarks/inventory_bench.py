@@ -3,12 +3,14 @@ flat peak shows that memory follows the chunk size, not the inventory.
 
     python benchmarks/inventory_bench.py [--items 100000] [--store sqlite|postgres]
 
-Prints, per size: fill time, report time, export (csv, jsonl) time and each step's peak traced memory.
+Prints, per size: fill time, report time, export (csv, jsonl) time, each step's peak traced memory, and
+the process's peak RSS so far (it only grows: the 10x row shows whether the larger inventory raised it).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import tempfile
 import time
@@ -93,7 +95,7 @@ def main() -> None:
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args()
     print(f"{'files':>9} {'fill s':>8} {'report s':>9} {'report MB':>10} {'csv s':>7} {'csv MB':>7} "
-          f"{'jsonl s':>8} {'jsonl MB':>9}")
+          f"{'jsonl s':>8} {'jsonl MB':>9} {'peak RSS MB':>12}")
     peaks = []
     for n in (args.items // 10, args.items):
         with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +115,7 @@ def main() -> None:
                 drop()
         peaks.append(max(report[1], csv[1], jsonl[1]))
         print(f"{n:>9,} {fill:>8.1f} {report[0]:>9.1f} {report[1]:>10.1f} {csv[0]:>7.1f} {csv[1]:>7.1f} "
-              f"{jsonl[0]:>8.1f} {jsonl[1]:>9.1f}")
+              f"{jsonl[0]:>8.1f} {jsonl[1]:>9.1f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:>12.0f}")
     print(f"peak traced memory at {args.items:,} files is {peaks[1] / peaks[0]:.2f}x the peak at "
           f"{args.items // 10:,} (flat is ~1x)")
 

@@ -113,3 +113,39 @@ def processing_error_rate(counts: dict[str, dict[str, int]], max_rate: float) ->
             failing[container] = f"{errors} of {total} files failed processing ({errors / total:.1%} > {max_rate:.1%})"
     return CheckOutcome(not failing, f"{len(counts) - len(failing)} of {len(counts)} containers under "
                                      f"{max_rate:.1%} processing errors", failing)
+
+
+def consistency(logs: dict[str, list[SyncLog]], live: dict[str, tuple[int, int]],
+                containers: list[str]) -> CheckOutcome:
+    """After a complete full listing, a container's live rows are the files that listing saw: no phantom
+    rows (more live rows than it saw) and no duplicate external ids.
+
+    A container is checked when its latest sync that changed anything was a successful complete full
+    listing that counted what it saw (later syncs that added, updated and deleted nothing do not count);
+    others are not checked (a running sync, or an incremental one since, moves the count legitimately).
+    Fewer live rows than the listing saw is no failure: a file another container's sync found since
+    moves there.
+    """
+    failing, checked = {}, 0
+    for container in containers:
+        rows, ids = live.get(container, (0, 0))
+        if rows != ids:
+            failing[container] = f"{rows - ids} duplicate rows: {rows} live rows hold {ids} distinct external ids"
+            continue
+        basis = None
+        for log in logs.get(container, []):  # newest first
+            if log.status == "success" and log.full_listing and log.seen is not None:
+                basis = log
+            elif log.status in ("success", "failed") and not any(
+                    log.counts.get(k, 0) for k in ("added", "updated", "deleted")):
+                continue  # changed nothing: look further back
+            break
+        if basis is None:
+            continue
+        checked += 1
+        if rows > basis.seen:
+            when = (basis.finished or basis.started).isoformat(timespec="seconds")
+            failing[container] = (f"{rows - basis.seen} phantom rows: {rows} live rows, but the full listing of "
+                                  f"{when} (sync {basis.sync_id}) saw {basis.seen} files")
+    return CheckOutcome(not failing, f"{len(containers) - len(failing)} of {len(containers)} containers consistent "
+                                     f"({checked} compared with their last complete full listing)", failing)

@@ -22,6 +22,7 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 COUNTS = ("listed", "added", "updated", "unchanged", "deleted", "errors")
 # processing outcomes: decided while the listing committed (filters) plus by the files step
 OUTCOMES = ("processed", "skipped", "failed", "error", "pending")
+STORED_STATUSES = ("pending", "processed", "skipped", "error")  # live files by processing_status (`status`)
 
 
 def plural(count: int, noun: str) -> str:
@@ -227,12 +228,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     with open_store(config) as store:
         logs = store.latest_syncs()
         rows = []
+        processing: dict[str, dict[str, dict[str, int]]] = {}  # endpoint -> container -> status -> live files
         for log in logs:
             if args.endpoint and log.endpoint != args.endpoint:
                 continue
-            live = store.count_files(log.endpoint, log.container)
+            if log.endpoint not in processing:  # one grouped query per endpoint
+                processing[log.endpoint] = store.processing_counts_by_container(log.endpoint)
+            by_status = processing[log.endpoint].get(log.container, {})
             rows.append((log.endpoint, log.container, log.status, log.started.strftime("%Y-%m-%d %H:%M:%S"),
-                         *[log.counts.get(k, 0) for k in COUNTS], live, redact(log.error or "")))
+                         *[log.counts.get(k, 0) for k in COUNTS], sum(by_status.values()),
+                         *[by_status.get(k, 0) for k in STORED_STATUSES], redact(log.error or "")))
         orphaned = set(orphaned_endpoints(store, config))
         orphans = [(name, live) for name in sorted(orphaned) if not args.endpoint or name == args.endpoint
                    if (live := store.count_files(name))]
@@ -241,7 +246,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"no syncs recorded yet in {config.store.type} store")
         return EXIT_OK
     if rows:
-        print(_table(("endpoint", "container", "status", "started (UTC)", *COUNTS, "live files", "error"), rows))
+        print(_table(("endpoint", "container", "status", "started (UTC)", *COUNTS, "live files",
+                      *STORED_STATUSES[:-1], "processing error", "error"), rows))
     for name, live in orphans:
         print(f"endpoint {name!r} is orphaned (not in connector.yaml any more): {live} live files; "
               f"`file-connector prune --endpoint {name}` tombstones them")

@@ -256,7 +256,7 @@ class ChecksConfig(_Strict):
     """Thresholds of the endpoint's asset checks."""
 
     max_age: Any = None  # a duration ("6h", "2d", seconds); default: twice the schedule's interval, else 2 days
-    max_error_rate: float = Field(default=0.01, ge=0, le=1)  # share of files a sync could not list
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)  # share of files a sync could not list (or process)
 
     @field_validator("max_age")
     @classmethod

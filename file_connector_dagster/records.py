@@ -140,6 +140,10 @@ class PageStats:
     deleted: int = 0
     restored: int = 0
     decided: dict[str, int] = field(default_factory=dict)  # rows written already decided (status -> n)
+    # what its full listing saw: ids new to the listing (a fresh listing's pages), and on the last page of a
+    # complete listing that keeps a seen-set, the set's size (distinct ids of the whole listing)
+    new_seen: int = field(default=0, compare=False)
+    seen_total: int | None = field(default=None, compare=False)
 
     def written(self, record: FileRecord) -> None:
         """Count a row the store wrote whose processing was decided while its page committed."""
@@ -154,6 +158,9 @@ class PageStats:
         self.restored += other.restored
         for status, n in other.decided.items():
             self.decided[status] = self.decided.get(status, 0) + n
+        self.new_seen += other.new_seen
+        if other.seen_total is not None:
+            self.seen_total = other.seen_total
         return self
 
 
@@ -177,6 +184,9 @@ class SyncStats:
     error: str | None = None
     error_samples: list[str] = field(default_factory=list)
     decided: dict[str, int] = field(default_factory=dict)  # processing decided while pages committed
+    listing_complete: bool = False  # this sync ended a complete full listing (its sweep ran)
+    listing_seen: int | None = None  # distinct files that listing saw (None: not known)
+    _listing_new: int | None = field(default=None, repr=False)  # a fresh listing's count so far
 
     def add_page(self, page: ChangePage, stats: PageStats) -> None:
         self.pages += 1
@@ -190,6 +200,15 @@ class SyncStats:
         self.full_listing = self.full_listing or page.full_listing
         for status, n in stats.decided.items():
             self.decided[status] = self.decided.get(status, 0) + n
+        if page.full_listing:
+            if page.starts_listing:
+                self._listing_new = 0
+            if self._listing_new is not None:
+                self._listing_new += stats.new_seen
+            if page.last and not page.listing_incomplete:
+                # a fresh listing resumed from an earlier sync counted only part of its pages: not known
+                self.listing_complete = True
+                self.listing_seen = stats.seen_total if stats.seen_total is not None else self._listing_new
         if len(self.error_samples) < 20:
             self.error_samples.extend(page.errors[: 20 - len(self.error_samples)])
 
@@ -229,3 +248,5 @@ class SyncLog:
     counts: dict[str, int]
     error: str | None
     sync_id: int | str | None = None
+    full_listing: bool = False  # the sync ended a complete full listing
+    seen: int | None = None  # distinct files that listing saw, when known

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -10,7 +11,7 @@ from dagster import AssetCheckKey, instance_for_test, materialize
 from file_connector_dagster import checks
 from file_connector_dagster.config import load_config, parse_config
 from file_connector_dagster.defs import build_definitions
-from file_connector_dagster.defs.assets import listing_key
+from file_connector_dagster.defs.assets import files_key, listing_key
 from file_connector_dagster.defs.report import report_key
 from file_connector_dagster.defs.triggers import job_name
 from file_connector_dagster.errors import ConfigError
@@ -48,6 +49,30 @@ def test_freshness_and_error_rate_rules():
     assert checks.error_rate(logs, ["a", "b"], 0.25).passed
     processing = checks.processing_error_rate({"a": {"processed": 95, "error": 5}, "b": {"processed": 10}}, 0.01)
     assert processing.failing == {"a": "5 of 100 files failed processing (5.0% > 1.0%)"}
+
+
+def test_consistency_rule_compares_with_the_last_complete_full_listing():
+    def synced(status, full=False, seen=None, **counts):
+        entry = log("a", status, 1, listed=counts.pop("listed", 10))
+        entry.counts.update(counts)
+        entry.full_listing, entry.seen, entry.sync_id = full, seen, 7
+        return entry
+
+    listing = synced("success", full=True, seen=10, added=10)
+    quiet = synced("success")  # a delta that found no change
+    live = {"a": (10, 10)}
+    assert checks.consistency({"a": [quiet, listing]}, live, ["a"]).description == \
+        "1 of 1 containers consistent (1 compared with their last complete full listing)"
+    out = checks.consistency({"a": [quiet, listing]}, {"a": (12, 12)}, ["a"])
+    assert out.failing == {"a": "2 phantom rows: 12 live rows, but the full listing of 2026-11-29T11:00:05+00:00 "
+                                "(sync 7) saw 10 files"}
+    assert checks.consistency({"a": [listing]}, {"a": (8, 8)}, ["a"]).passed  # moved to another container since
+    # an incremental sync that changed rows since, a running one, or none at all: only duplicates are checked
+    for logs in ([synced("success", added=2), listing], [synced("running"), listing], []):
+        assert checks.consistency({"a": logs}, {"a": (12, 12)}, ["a"]).description == \
+            "1 of 1 containers consistent (0 compared with their last complete full listing)"
+    assert checks.consistency({}, {"a": (12, 11)}, ["a"]).failing == \
+        {"a": "1 duplicate rows: 12 live rows hold 11 distinct external ids"}
 
 
 def test_durations_and_schedule_intervals():
@@ -93,7 +118,7 @@ def test_checks_go_red_for_the_right_container(workdir):
         instance.add_dynamic_partitions("team_share_containers", ["alpha", "beta"])
         assert job.execute_in_process(instance=instance, partition_key="alpha").success
         found = evaluations(checks_job.execute_in_process(instance=instance))
-        assert set(found) == {"freshness", "listing_errors", "processing_errors"}
+        assert set(found) == {"freshness", "listing_errors", "processing_errors", "consistency"}
         assert found["processing_errors"].passed
         fresh = found["freshness"]
         assert not fresh.passed and fresh.asset_key == listing_key("team-share")
@@ -102,7 +127,30 @@ def test_checks_go_red_for_the_right_container(workdir):
         assert found["listing_errors"].passed
 
         assert job.execute_in_process(instance=instance, partition_key="beta").success
-        assert evaluations(checks_job.execute_in_process(instance=instance))["freshness"].passed
+        found = evaluations(checks_job.execute_in_process(instance=instance))
+        assert found["freshness"].passed and found["processing_errors"].passed
+        assert found["consistency"].passed and found["consistency"].asset_key == listing_key("team-share")
+        assert found["consistency"].description == "2 of 2 containers consistent (2 compared with their last " \
+                                                   "complete full listing)"
+
+        # a row nobody listed, written behind the connector's back; and a file of beta that failed processing
+        with sqlite3.connect(workdir / "inv.db") as db:
+            columns = [c[1] for c in db.execute("PRAGMA table_info(files)")]
+            db.execute(f"INSERT INTO files ({','.join(columns)}) SELECT "
+                       f"{','.join('external_id || ' + repr('-phantom') if c == 'external_id' else c for c in columns)} "
+                       f"FROM files WHERE container = 'alpha' LIMIT 1")
+            db.execute("UPDATE files SET processing_status = 'error', processing_errors = '[\"hash: boom\"]' "
+                       "WHERE container = 'beta'")
+        found = evaluations(checks_job.execute_in_process(instance=instance))
+        consistency, processing = found["consistency"], found["processing_errors"]
+        assert not consistency.passed and consistency.metadata["failing_containers"].value == 1
+        assert "| `alpha` | 1 phantom rows: 3 live rows, but the full listing of " in consistency.metadata["failing"].value
+        assert consistency.description.startswith("1 of 2 containers consistent (2 compared with their last complete "
+                                                  "full listing); e.g. alpha: 1 phantom rows: 3 live rows")
+        assert not processing.passed and processing.asset_key == files_key("team-share")
+        assert processing.description == ("1 of 2 containers under 20.0% processing errors; e.g. beta: 1 of 1 files "
+                                          "failed processing (100.0% > 20.0%)")
+        assert found["freshness"].passed and found["listing_errors"].passed
         check_key = AssetCheckKey(listing_key("team-share"), "freshness")
         assert instance.event_log_storage.get_latest_asset_check_execution_by_key([check_key])[check_key].status.value \
             == "SUCCEEDED"

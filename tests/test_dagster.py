@@ -179,6 +179,9 @@ def test_cli_sync_status_and_failure(workdir, capsys, monkeypatch):
     assert cli_main(["status", "--config", config]) == 0
     status = capsys.readouterr().out
     assert "team-share  beta" in status and "success" in status
+    header, alpha = status.splitlines()[:2]
+    assert header.split()[11:] == ["live", "files", "pending", "processed", "skipped", "processing", "error", "error"]
+    assert alpha.split()[11:] == ["3", "0", "1", "2", "0"]  # live files, then by processing status
 
     # a container that vanished fails clearly, the others still sync, exit code 1
     os.rename(workdir / "share/alpha", workdir / "share/renamed")

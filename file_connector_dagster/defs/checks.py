@@ -1,5 +1,5 @@
-"""Asset checks on each endpoint's listing (freshness, listing errors) and, with plugins configured, a
-check that they all loaded. The rules live in ../checks.py; these only read the store and report.
+"""Asset checks on each endpoint's listing (freshness, listing errors, consistency), on its files (processing
+errors) and, with plugins configured, a check that they all loaded. The rules live in ../checks.py; these only read the store and report.
 
 One multi-asset check serves every endpoint (a check definition per endpoint costs seconds of load
 time at 500 endpoints); Dagster runs the subset a run or the UI selects. They run on their own job and
@@ -75,6 +75,9 @@ def build_checks(config: ConnectorConfig) -> list[AssetChecksDefinition]:
         specs.append(AssetCheckSpec("processing_errors", asset=files_key(ep.name), blocking=False,
                                     description=f"In each container at most {ep.checks.max_error_rate:.1%} of the "
                                                 f"live files failed processing (status error)."))
+        specs.append(AssetCheckSpec("consistency", asset=key, blocking=False,
+                                    description="After a complete full listing, each container's live rows are the "
+                                                "files that listing saw: no phantom rows, no duplicate external ids."))
         if config.plugins.use:
             specs.append(AssetCheckSpec("plugins", asset=key, blocking=False,
                                         description="Every plugin in connector.yaml loaded and initialized."))
@@ -101,8 +104,12 @@ def build_checks(config: ConnectorConfig) -> list[AssetChecksDefinition]:
                 containers = context.instance.get_dynamic_partitions(partitions_for(endpoint).name)
                 logs = checks.logs_by_container(store, endpoint.name)
                 if key.name == "processing_errors":
-                    counts = {c: store.processing_counts(endpoint.name, c) for c in containers}
+                    counts = store.processing_counts_by_container(endpoint.name)
+                    counts = {c: counts.get(c, {}) for c in containers}
                     yield _result(key, checks.processing_error_rate(counts, endpoint.checks.max_error_rate))
+                    continue
+                if key.name == "consistency":
+                    yield _result(key, checks.consistency(logs, store.live_counts(endpoint.name), containers))
                     continue
                 if key.name == "freshness":
                     limit = max_age(endpoint)

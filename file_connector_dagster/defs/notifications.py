@@ -1,5 +1,6 @@
 """Run status sensors that hand each finished sync run to the configured plugins (once per run: a run
-status sensor sees each run once). CLI runs are skipped here: the CLI calls the plugins itself."""
+status sensor sees each run once). CLI runs are skipped here: the CLI calls the plugins itself. The
+discovery sensor hands the containers it adds to them too (announce_containers)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dagster import (
 
 from ..config import ConnectorConfig, EndpointConfig, redact
 from ..plugins import PluginManager
+from ..plugins.base import SyncEvent
 from ..plugins.manager import sync_event
 from .assets import partitions_for
 from .resources import FileConnectorResource
@@ -68,13 +70,28 @@ def _notify(context: RunStatusSensorContext, connector: FileConnectorResource, e
         from datetime import datetime, timezone
 
         since = datetime.fromtimestamp(stats.start_time, timezone.utc)
-    with PluginManager.from_config(config, log=context.log.warning) as manager:
+    with PluginManager.from_config(config, log=context.log.error) as manager:  # it logs each problem and failure
         with connector.store() as store:
             for container in _containers(context, config.endpoint(endpoint)) or ["-"]:
                 outcome = manager.dispatch(sync_event(store, endpoint, container, event, since=since, error=error,
                                                       run_id=run.run_id, run_url=run_url))
                 for o in outcome:
-                    (context.log.info if o.ok else context.log.error)(f"plugin {o.plugin}: {o.detail}")
+                    if o.ok:
+                        context.log.info(f"plugin {o.plugin}: {o.detail}")
+
+
+def announce_containers(connector: FileConnectorResource, endpoint: str, containers: list[str], log) -> None:
+    """Hand each container discovery has just added to the plugins' on_container_added (only when plugins
+    are configured). A plugin that fails is logged, never raised: discovery goes on."""
+    config = connector.connector_config()
+    if not config.plugins.use or not containers:
+        return
+    with PluginManager.from_config(config, log=log.error) as manager:  # it logs each problem and failure
+        for container in containers:
+            for o in manager.dispatch(SyncEvent(event="container_added", endpoint=endpoint, container=container,
+                                                status="added")):
+                if o.ok:
+                    log.info(f"plugin {o.plugin}: {container} added: {o.detail}")
 
 
 def build_notification_sensors(config: ConnectorConfig, jobs: list) -> list[SensorDefinition]:

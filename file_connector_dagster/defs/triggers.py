@@ -23,6 +23,7 @@ from ..errors import FileConnectorError
 from ..schedules import Decision, ScheduleType, Tick, build_schedule as build_schedule_type
 from ..schedules.base import TICK_BUDGET_S
 from .assets import group_name
+from .notifications import announce_containers
 from .resources import FileConnectorResource
 
 # How often a discovery sensor lists an endpoint's containers (README: "Dagster UI"). How long a
@@ -240,6 +241,7 @@ def build_discovery_sensor(endpoint: EndpointConfig, job: JobDefinition,
         if not new:
             summary = "; ".join([f"no new containers ({len(found)} at the source)", *notes])
             return SensorResult(skip_reason=SkipReason(summary), dynamic_partitions_requests=requests, cursor=cursor)
+        announce_containers(connector, endpoint.name, new, context.log)  # once: next tick they are partitions
         return SensorResult(
             # the new keys are added in this order at the end, so they form a range
             run_requests=container_runs(new, f"first-sync:{endpoint.name}" + (

@@ -136,6 +136,10 @@ class PageTx(ABC):
         """Add these ids to the container's listing_seen set."""
 
     @abstractmethod
+    def count_seen(self, endpoint: str, container: str) -> int:
+        """How many ids the container's listing_seen set holds."""
+
+    @abstractmethod
     def count_unseen(self, endpoint: str, container: str) -> int:
         """How many live files of the container are not in its listing_seen set."""
 
@@ -283,6 +287,17 @@ class Store(ABC):
     def processing_counts(self, endpoint: str, container: str | None = None) -> dict[str, int]:
         """Returns:
         Live files per processing_status (one grouped query)."""
+
+    @abstractmethod
+    def processing_counts_by_container(self, endpoint: str) -> dict[str, dict[str, int]]:
+        """Returns:
+        Per container of the endpoint, live files per processing_status (one grouped query)."""
+
+    @abstractmethod
+    def live_counts(self, endpoint: str) -> dict[str, tuple[int, int]]:
+        """Returns:
+        Per container of the endpoint: (live rows, distinct external ids among them), in one grouped
+        query; the two differ only if the store holds duplicate rows (the consistency check)."""
 
     @abstractmethod
     def cache_get(self, namespace: str, keys: list[str]) -> dict[str, Any]:

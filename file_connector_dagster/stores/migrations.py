@@ -183,4 +183,28 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        7,
+        "sync_logs.full_listing and seen: whether a sync finished a complete full listing, and how many distinct "
+        "files it saw (the consistency check compares them with the container's live rows)",
+        sqlite=("ALTER TABLE sync_logs ADD COLUMN full_listing BOOLEAN NOT NULL DEFAULT FALSE",
+                "ALTER TABLE sync_logs ADD COLUMN seen BIGINT"),
+        postgres=("ALTER TABLE sync_logs ADD COLUMN full_listing BOOLEAN NOT NULL DEFAULT FALSE, ADD COLUMN seen BIGINT",),
+    ),
+)
+
+_ENDPOINT_KEYSET = ("DROP INDEX files_endpoint_updated",
+                    "CREATE INDEX files_endpoint_updated ON files (endpoint, updated_at DESC, external_id DESC)")
+MIGRATIONS += (
+    Migration(
+        8,
+        "files_endpoint_updated keyed (endpoint, updated_at DESC, external_id DESC): an endpoint's keyset pages in "
+        "iter_files are a (backward) index range; with updated_at alone each page sorted every row sharing its "
+        "updated_at again",
+        sqlite=_ENDPOINT_KEYSET,
+        postgres=_ENDPOINT_KEYSET,
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -217,6 +217,10 @@ class _MongoTx(PageTx):
             if next_seen != external_id:
                 yield external_id
 
+    def count_seen(self, endpoint: str, container: str) -> int:
+        return self.db.listing_seen.count_documents({"endpoint": endpoint, "container": container},
+                                                    session=self.session)
+
     def count_unseen(self, endpoint: str, container: str) -> int:
         return sum(1 for _ in self._unseen(endpoint, container))
 
@@ -402,7 +406,8 @@ class MongoStore(Store):
         with self._errors(f"finish sync of {stats.endpoint}/{stats.container}"):
             self.db.sync_logs.update_one(
                 {"_id": ObjectId(str(sync_id))},
-                {"$set": {"finished": _ms(utcnow()), "status": stats.status, **stats.counts(), "error": stats.error}})
+                {"$set": {"finished": _ms(utcnow()), "status": stats.status, **stats.counts(), "error": stats.error,
+                          "full_listing": stats.listing_complete, "seen": stats.listing_seen}})
             self.db.sync_state.update_one(
                 {"endpoint": stats.endpoint, "container": stats.container, "running_sync": str(sync_id)},
                 {"$set": {"running_sync": None, "lease_until": None}})
@@ -414,7 +419,8 @@ class MongoStore(Store):
         return [SyncLog(endpoint=d["endpoint"], container=d["container"], started=d["started"],
                         finished=d.get("finished"), status=d["status"],
                         counts={c: int(d.get(c) or 0) for c in _COUNT_FIELDS}, error=d.get("error"),
-                        sync_id=str(d["_id"])) for d in docs]
+                        sync_id=str(d["_id"]), full_listing=bool(d.get("full_listing")), seen=d.get("seen"))
+                for d in docs]
 
     # -- pages ----------------------------------------------------------------------------------
     def in_transaction(self, operation: str, work: Callable[[PageTx], T]) -> T:
@@ -514,6 +520,22 @@ class MongoStore(Store):
         with self._errors(f"count processing states of {endpoint}"):
             return {d["_id"]: int(d["n"]) for d in self.db.files.aggregate(
                 [{"$match": query}, {"$group": {"_id": "$processing_status", "n": {"$sum": 1}}}])}
+
+    def processing_counts_by_container(self, endpoint: str) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        with self._errors(f"count processing states of {endpoint}"):
+            for d in self.db.files.aggregate([
+                    {"$match": {"endpoint": endpoint, "deleted_at": None}},
+                    {"$group": {"_id": {"c": "$container", "s": "$processing_status"}, "n": {"$sum": 1}}}]):
+                counts.setdefault(d["_id"]["c"], {})[d["_id"].get("s")] = int(d["n"])
+        return counts
+
+    def live_counts(self, endpoint: str) -> dict[str, tuple[int, int]]:
+        with self._errors(f"count live files of {endpoint}"):
+            return {d["_id"]: (int(d["rows"]), int(d["ids"])) for d in self.db.files.aggregate([
+                {"$match": {"endpoint": endpoint, "deleted_at": None}},
+                {"$group": {"_id": {"c": "$container", "id": "$external_id"}, "n": {"$sum": 1}}},
+                {"$group": {"_id": "$_id.c", "rows": {"$sum": "$n"}, "ids": {"$sum": 1}}}])}
 
     def cache_get(self, namespace: str, keys: list[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}

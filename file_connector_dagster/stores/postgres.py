@@ -244,6 +244,10 @@ class _PostgresTx(PageTx):
         self._run("INSERT INTO listing_seen (endpoint, container, external_id) SELECT %(endpoint)s, %(container)s, "
                   "unnest(%(ids)s::text[]) ON CONFLICT DO NOTHING", endpoint=endpoint, container=container, ids=ids)
 
+    def count_seen(self, endpoint: str, container: str) -> int:
+        return self._value("SELECT count(*) FROM listing_seen WHERE endpoint = %(endpoint)s "
+                           "AND container = %(container)s", endpoint=endpoint, container=container)
+
     # The sweep visits every live file of the container, so a hash anti join is the right plan; with the
     # statistics of a first load (listing_seen "empty") the planner picks a nested loop that rescans
     # listing_seen for every file, minutes for 100k files.
@@ -434,8 +438,10 @@ class PostgresStore(Store):
         with self._tx(f"finish sync of {stats.endpoint}/{stats.container}") as cur:
             cur.execute(
                 f"UPDATE sync_logs SET finished = %s, status = %s, "
-                f"{', '.join(f'{c} = %s' for c in _COUNT_COLUMNS)}, error = %s WHERE id = %s",
-                (utcnow(), stats.status, *(counts[c] for c in _COUNT_COLUMNS), stats.error, int(sync_id)))
+                f"{', '.join(f'{c} = %s' for c in _COUNT_COLUMNS)}, error = %s, full_listing = %s, seen = %s "
+                f"WHERE id = %s",
+                (utcnow(), stats.status, *(counts[c] for c in _COUNT_COLUMNS), stats.error, stats.listing_complete,
+                 stats.listing_seen, int(sync_id)))
             cur.execute("UPDATE sync_state SET running_sync = NULL, lease_until = NULL WHERE endpoint = %s "
                         "AND container = %s AND running_sync = %s", (stats.endpoint, stats.container, str(sync_id)))
 
@@ -446,7 +452,8 @@ class PostgresStore(Store):
             rows = cur.fetchall()
         return [SyncLog(endpoint=r["endpoint"], container=r["container"], started=r["started"],
                         finished=r["finished"], status=r["status"], counts={c: int(r[c]) for c in _COUNT_COLUMNS},
-                        error=r["error"], sync_id=r["id"]) for r in rows]
+                        error=r["error"], sync_id=r["id"], full_listing=r["full_listing"], seen=r["seen"])
+                for r in rows]
 
     # -- pages ----------------------------------------------------------------------------------
     def in_transaction(self, operation: str, work: Callable[[PageTx], T]) -> T:
@@ -549,6 +556,21 @@ class PostgresStore(Store):
         with self._tx(f"count processing states of {endpoint}") as cur:
             cur.execute(sql + " GROUP BY processing_status", args)
             return {r["s"]: int(r["n"]) for r in cur.fetchall()}
+
+    def processing_counts_by_container(self, endpoint: str) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        with self._tx(f"count processing states of {endpoint}") as cur:
+            cur.execute("SELECT container AS c, processing_status AS s, count(*) AS n FROM files WHERE endpoint = %s "
+                        "AND deleted_at IS NULL GROUP BY container, processing_status", (endpoint,))
+            for r in cur.fetchall():
+                counts.setdefault(r["c"], {})[r["s"]] = int(r["n"])
+        return counts
+
+    def live_counts(self, endpoint: str) -> dict[str, tuple[int, int]]:
+        with self._tx(f"count live files of {endpoint}") as cur:
+            cur.execute("SELECT container AS c, count(*) AS n, count(DISTINCT external_id) AS ids FROM files "
+                        "WHERE endpoint = %s AND deleted_at IS NULL GROUP BY container", (endpoint,))
+            return {r["c"]: (int(r["n"]), int(r["ids"])) for r in cur.fetchall()}
 
     def cache_get(self, namespace: str, keys: list[str]) -> dict[str, Any]:
         if not keys:

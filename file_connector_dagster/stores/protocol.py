@@ -22,6 +22,8 @@ One sync of one container (ContainerSync):
        the sweep   only on the last page of a COMPLETE full listing (not listing_incomplete): every
                    live file of the container that the listing did not see is tombstoned. A listing that
                    began on an empty container (fresh) keeps no seen-set: it cannot have missed a file;
+                   how many distinct files the listing saw (the seen-set's size, or a fresh listing's
+                   new ids page by page) goes to its sync_logs row for the consistency check;
        the guard   every tombstone of the sync counts against its DeleteGuard; a page that would take
                    the sync past it fails with one line and commits nothing (see DeleteGuard);
        cursor      the page's cursor, stored last (renewing the lease).
@@ -253,6 +255,7 @@ def _apply(tx: "PageTx", store: "Store", endpoint: str, container: str, page: Ch
         if not fresh and page.upserts:
             tx.mark_seen(endpoint, container, [r.external_id for r in page.upserts])
         if page.last and not page.listing_incomplete and not fresh:
+            stats.seen_total = tx.count_seen(endpoint, container)
             unseen = tx.count_unseen(endpoint, container)
             if unseen:
                 if budget is not None:
@@ -273,6 +276,7 @@ def _upsert(tx: "PageTx", endpoint: str, container: str, records: list[FileRecor
     if fresh:  # nearly every id is new: insert first, classify only what was already there
         existing = tx.insert_new(endpoint, container, records, now)
         stats.added += len(records) - len(existing)
+        stats.new_seen += len(records) - len(existing)
         for record in records:
             if record.external_id not in existing:
                 stats.written(record)
@@ -282,6 +286,8 @@ def _upsert(tx: "PageTx", endpoint: str, container: str, records: list[FileRecor
     stored = tx.stored(endpoint, [r.external_id for r in records])
     to_write = []
     for record in records:
+        if fresh and getattr(stored.get(record.external_id), "container", None) != container:
+            stats.new_seen += 1  # moved in from another container (else listed earlier in this listing)
         change = classify(record, container, stored.get(record.external_id))
         setattr(stats, change, getattr(stats, change) + 1)
         if change != "unchanged":

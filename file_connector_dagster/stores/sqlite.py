@@ -162,6 +162,10 @@ class _SQLiteTx(PageTx):
     _UNSEEN = ("endpoint=? AND container=? AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM listing_seen s "
                "WHERE s.endpoint=files.endpoint AND s.container=files.container AND s.external_id=files.external_id)")
 
+    def count_seen(self, endpoint: str, container: str) -> int:
+        return self.conn.execute("SELECT count(*) FROM listing_seen WHERE endpoint=? AND container=?",
+                                 (endpoint, container)).fetchone()[0]
+
     def count_unseen(self, endpoint: str, container: str) -> int:
         return self.conn.execute(f"SELECT count(*) FROM files WHERE {self._UNSEEN}", (endpoint, container)).fetchone()[0]
 
@@ -306,9 +310,10 @@ class SQLiteStore(Store):
         with self._tx("finish sync") as conn:
             conn.execute(
                 "UPDATE sync_logs SET finished=?, status=?, listed=?, added=?, updated=?, unchanged=?, deleted=?, "
-                "errors=?, pages=?, api_calls=?, error=? WHERE id=?",
+                "errors=?, pages=?, api_calls=?, error=?, full_listing=?, seen=? WHERE id=?",
                 (_ts(utcnow()), stats.status, counts["listed"], counts["added"], counts["updated"], counts["unchanged"],
-                 counts["deleted"], counts["errors"], counts["pages"], counts["api_calls"], stats.error, int(sync_id)),
+                 counts["deleted"], counts["errors"], counts["pages"], counts["api_calls"], stats.error,
+                 stats.listing_complete, stats.listing_seen, int(sync_id)),
             )
             conn.execute("UPDATE sync_state SET running_sync=NULL, lease_until=NULL WHERE endpoint=? AND container=? "
                          "AND running_sync=?", (stats.endpoint, stats.container, str(sync_id)))
@@ -320,7 +325,7 @@ class SQLiteStore(Store):
             SyncLog(endpoint=r["endpoint"], container=r["container"], started=_dt(r["started"]),
                     finished=_dt(r["finished"]), status=r["status"],
                     counts={k: r[k] for k in ("listed", "added", "updated", "unchanged", "deleted", "errors", "pages", "api_calls")},
-                    error=r["error"], sync_id=r["id"])
+                    error=r["error"], sync_id=r["id"], full_listing=bool(r["full_listing"]), seen=r["seen"])
             for r in rows
         ]
 
@@ -408,6 +413,19 @@ class SQLiteStore(Store):
         if container is not None:
             sql, args = sql + " AND container=?", (endpoint, container)
         return {r[0]: r[1] for r in self.conn.execute(sql + " GROUP BY processing_status", args)}
+
+    def processing_counts_by_container(self, endpoint: str) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for container, status, n in self.conn.execute(
+                "SELECT container, processing_status, count(*) FROM files WHERE endpoint=? AND deleted_at IS NULL "
+                "GROUP BY container, processing_status", (endpoint,)):
+            counts.setdefault(container, {})[status] = n
+        return counts
+
+    def live_counts(self, endpoint: str) -> dict[str, tuple[int, int]]:
+        return {r[0]: (r[1], r[2]) for r in self.conn.execute(
+            "SELECT container, count(*), count(DISTINCT external_id) FROM files WHERE endpoint=? "
+            "AND deleted_at IS NULL GROUP BY container", (endpoint,))}
 
     def cache_get(self, namespace: str, keys: list[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}

@@ -3,6 +3,7 @@ a webhook (once per run); a failing run carries its error line; CLI runs call th
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -99,3 +100,71 @@ def test_cli_sync_calls_plugins_and_reports_their_failures(workdir, hook_server,
     err = capsys.readouterr().err
     assert "plugin webhook: success for team-share/alpha: RuntimeError: POST to 127.0.0.1 answered HTTP 503" in err
     assert SECRET not in err and "/hooks/" not in err
+
+
+ADDED_PLUGIN = '''
+import json
+from file_connector_dagster.plugins import BasePlugin, PluginMetadata
+from pydantic import BaseModel
+
+class Opts(BaseModel):
+    log: str
+
+class Journal(BasePlugin):
+    type_name = "journal"
+    metadata = PluginMetadata("journal", "0.1")
+    Options = Opts
+
+    def execute(self, context):
+        with open(self.options.log, "a") as out:
+            out.write(json.dumps([context.event, context.endpoint, context.container, context.status]) + "\\n")
+        return {"written": 1}
+
+class Grumpy(BasePlugin):
+    type_name = "grumpy"
+    metadata = PluginMetadata("grumpy", "0.1")
+
+    def on_container_added(self, context):
+        raise RuntimeError(f"will not welcome {context.container}")
+
+    def execute(self, context):
+        return {}
+'''
+
+
+def test_discovery_hands_each_new_container_to_the_plugins_once(tmp_path, capfd):
+    from dagster import SensorResult, build_sensor_context
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins/journal.py").write_text(ADDED_PLUGIN)
+    for name in ("alpha", "beta"):
+        (tmp_path / "share" / name).mkdir(parents=True)
+    journal = tmp_path / "added.jsonl"
+    (tmp_path / "connector.yaml").write_text(CONFIG.replace(
+        "  use:\n    - {type: webhook, url: \"${HOOK_URL}\", secret: \"${HOOK_SECRET}\", retries: 0}",
+        f"  directories: [plugins]\n  use:\n    - {{type: journal, log: '{journal}', on: [container_added]}}\n"
+        f"    - {{type: grumpy}}\n    - {{type: journal, name: only-failures, log: '{journal}', on: [failure]}}"))
+    defs = build_definitions(tmp_path / "connector.yaml", retries=False)
+    sensor = defs.resolve_sensor_def("discover_team_share")
+
+    def tick():
+        with build_sensor_context(instance_ref=instance.get_ref(), resources=defs.resources) as context:
+            return sensor(context)
+
+    def recorded():
+        return [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+
+    with instance_for_test() as instance:
+        result = tick()  # the grumpy plugin's error is logged; discovery carries on
+        assert isinstance(result, SensorResult) and result.dynamic_partitions_requests[0].partition_keys == ["alpha", "beta"]
+        assert recorded() == [["container_added", "team-share", "alpha", "added"],
+                              ["container_added", "team-share", "beta", "added"]]
+        logged = capfd.readouterr().err
+        assert "ERROR - plugin grumpy: container_added for team-share/alpha: RuntimeError: will not welcome alpha" in logged
+        assert "INFO - plugin journal: beta added: written=1" in logged
+        instance.add_dynamic_partitions("team_share_containers", ["alpha", "beta"])  # what the daemon does with it
+        tick()
+        assert len(recorded()) == 2  # known now: not announced again
+        (tmp_path / "share/gamma").mkdir()
+        assert [r.partition_key for r in tick().run_requests] == ["gamma"]
+        assert recorded()[2:] == [["container_added", "team-share", "gamma", "added"]]

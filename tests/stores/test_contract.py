@@ -421,3 +421,73 @@ def test_local_folder_syncs_through_the_engine(store, tmp_path):
     live = {r.path for p in store.iter_files("share", container, include_deleted=False) for r in p}
     assert live == {"a.txt", "reports/2024/c2.docx", "reports/2024/d.xlsx"}
     assert [log.status for log in store.sync_logs("share")] == ["success"] * 3
+
+
+# -- consistency: what a full listing saw against the live rows ------------------------------------------------
+def _copy_row(store, store_type: str, external_id: str, new_id: str) -> None:
+    """Write a copy of a stored row under another id straight into the database, behind the store's back."""
+    if store_type == "mongo":
+        doc = store.db.files.find_one({"endpoint": ENDPOINT, "external_id": external_id}, {"_id": 0})
+        store.db.files.insert_one({**doc, "external_id": new_id})
+        return
+    from file_connector_dagster.stores.base import FILE_COLUMNS
+
+    mark = "?" if store_type == "sqlite" else "%s"
+    columns = ", ".join(FILE_COLUMNS)
+    copied = columns.replace("external_id", f"{mark} AS external_id", 1)
+    sql = f"INSERT INTO files ({columns}) SELECT {copied} FROM files WHERE endpoint = {mark} AND external_id = {mark}"
+    if store_type == "sqlite":
+        store.conn.execute(sql, (new_id, ENDPOINT, external_id))
+    else:
+        with store._tx("test: copy a row") as cur:
+            cur.execute(sql, (new_id, ENDPOINT, external_id))
+
+
+def test_full_listings_record_what_they_saw_and_phantoms_go_red(store, store_type):
+    from file_connector_dagster import checks
+
+    # f5 is listed twice, on two pages: 250 distinct files in 251 entries
+    files = [rec(n) for n in range(250)] + [rec(5)]
+    source = ListSource({C: files}, page_size=100)
+
+    def verdict():
+        return checks.consistency(checks.logs_by_container(store, ENDPOINT), store.live_counts(ENDPOINT), [C])
+
+    first = sync_container(source, store, C)  # a fresh listing: no seen-set, counted page by page
+    assert (first.listed, first.added, first.listing_complete, first.listing_seen) == (251, 250, True, 250)
+    second = sync_container(source, store, C, full=True)  # listed again over its rows: the seen-set's size
+    assert (second.listed, second.unchanged, second.listing_seen) == (251, 251, 250)
+    sync_container(source, store, C)  # a delta that changes nothing: the full listing stays the basis
+    logs = store.sync_logs(ENDPOINT)
+    assert [(log.full_listing, log.seen) for log in logs] == [(False, None), (True, 250), (True, 250)]
+    assert store.live_counts(ENDPOINT) == {C: (250, 250)}
+    assert verdict().passed and verdict().description == "1 of 1 containers consistent (1 compared with their " \
+                                                         "last complete full listing)"
+
+    _copy_row(store, store_type, "f7", "phantom")
+    out = verdict()
+    assert not out.passed and set(out.failing) == {C}
+    assert out.failing[C].startswith("1 phantom rows: 251 live rows, but the full listing of ")
+    assert out.failing[C].endswith(f"(sync {logs[1].sync_id}) saw 250 files")
+
+    if store_type == "mongo":  # a database seeded without the unique index can hold the same id twice
+        store.db.files.delete_one({"endpoint": ENDPOINT, "external_id": "phantom"})
+        store.db.files.drop_index("files_endpoint_external_id")
+        _copy_row(store, store_type, "f7", "f7")
+        assert store.live_counts(ENDPOINT) == {C: (251, 250)}
+        assert verdict().failing == {C: "1 duplicate rows: 251 live rows hold 250 distinct external ids"}
+    else:  # the primary key refuses a duplicate outright
+        with pytest.raises(Exception, match="(?i)unique|duplicate"):
+            _copy_row(store, store_type, "f7", "f7")
+
+
+def test_processing_counts_by_container_in_one_query(store):
+    apply(store, rec(1), rec(2), rec(3))
+    store.apply_page(ENDPOINT, "other", ChangePage(upserts=[rec(4)], cursor="o"))
+    files = all_files(store)
+    files["f1"].processing_status, files["f1"].processing_errors = "error", ["hash: boom"]
+    files["f2"].processing_status = "processed"
+    store.save_processing(ENDPOINT, [files["f1"], files["f2"]])
+    apply(store, deletions=["f3"])
+    assert store.processing_counts_by_container(ENDPOINT) == {C: {"error": 1, "processed": 1}, "other": {"pending": 1}}
+    assert store.processing_counts_by_container("nobody") == {}

@@ -29,7 +29,7 @@ def test_tables_indexes_and_types(pg_dsn):
     indexes = dict(_query(pg_dsn, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"))
     expected = {
         "files_pkey": "(endpoint, external_id)",
-        "files_endpoint_updated": "(endpoint, updated_at DESC)",
+        "files_endpoint_updated": "(endpoint, updated_at DESC, external_id DESC)",
         "files_project": "(project_id)",
         "files_date_updated": "(date_updated DESC)",
         "sync_logs_endpoint_started": "(endpoint, started DESC)",
