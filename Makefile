@@ -45,7 +45,7 @@ dev: install
 bench-processing: install
 	$(PYTHON) benchmarks/processing_bench.py --files 100000 --hash-files 1000
 
-# The fault suite's long run: 10,000 seeded schedules (local and SharePoint into SQLite); prints how many ran
+# The fault suite's long run: 10,000 seeded schedules (local, SharePoint, Google Drive and ACC into SQLite); prints how many ran
 # and how many violated an invariant (each violation with the seed that reproduces it).
 soak:
 	$(PYTHON) -m pip install -q -e ".[test]"

@@ -1,33 +1,43 @@
-"""The seeded fault suite (tests/faults.py) over every source and store: 300 schedules, most on SQLite, a
-smaller share on PostgreSQL and MongoDB. `make soak` runs 10,000 (SQLite)."""
+"""The seeded fault suite (tests/faults.py) over every source and store, most schedules on SQLite, a
+smaller share on PostgreSQL and MongoDB (every source x store pair runs some). `make soak` runs 10,000
+(SQLite)."""
 
 from __future__ import annotations
+
 
 import pytest
 
 from file_connector_dagster.stores.sqlite import SQLiteStore
 
 from . import faults
+from .fakes.aps import FakeAPS
+from .fakes.drive import FakeDriveService
 from .fakes.graph import FakeGraph
 from .fakes.tls import make_tls
 
-SCHEDULES = {  # (source, store): schedules; 300 in all
-    ("local", "sqlite"): 127, ("sharepoint", "sqlite"): 120,
+SCHEDULES = {  # (source, store): schedules
+    ("local", "sqlite"): 120, ("sharepoint", "sqlite"): 90,
+    ("google_drive", "sqlite"): 45, ("autodesk", "sqlite"): 50,
     ("local", "postgres"): 20, ("sharepoint", "postgres"): 15,
+    ("google_drive", "postgres"): 8, ("autodesk", "postgres"): 8,
     ("local", "mongo"): 10, ("sharepoint", "mongo"): 8,  # the test MongoDB server is slow
+    ("google_drive", "mongo"): 4, ("autodesk", "mongo"): 4,
 }
 SEED = 20261129
 
 
 @pytest.fixture(scope="module")
-def graph(tmp_path_factory):
-    with FakeGraph(tls=make_tls(tmp_path_factory.mktemp("fault-tls"))) as fake:
-        yield fake
+def fakes(tmp_path_factory):
+    tls = make_tls(tmp_path_factory.mktemp("fault-tls"))
+    with FakeGraph(tls=tls) as graph, FakeDriveService(tls=tls, key_dir=tmp_path_factory.mktemp("fault-key")) as drive, \
+            FakeAPS(tls=tls) as aps:
+        yield graph, drive, aps
 
 
 @pytest.mark.parametrize("source_kind,store_kind", list(SCHEDULES), ids=[f"{a}-{b}" for a, b in SCHEDULES])
-def test_fault_schedules(source_kind, store_kind, graph, tmp_path, request, monkeypatch):
-    monkeypatch.setenv(faults.GRAPH_SECRET_ENV, graph.client_secret)
+def test_fault_schedules(source_kind, store_kind, fakes, tmp_path, request, monkeypatch):
+    graph, drive, aps = fakes
+    faults.set_secrets(monkeypatch.setenv, graph, drive, aps)
     if store_kind == "sqlite":
         def open_store():
             store = SQLiteStore(tmp_path / "faults.db")
@@ -40,6 +50,6 @@ def test_fault_schedules(source_kind, store_kind, graph, tmp_path, request, monk
             store = factory(store_kind)
             store.migrate()
             return store
-    ctx = faults.Context(graph, open_store, store_kind, source_kind)
+    ctx = faults.Context(graph, open_store, store_kind, source_kind, drive=drive, aps=aps)
     faults.run(ctx, SCHEDULES[(source_kind, store_kind)], SEED)
     assert ctx.schedules >= SCHEDULES[(source_kind, store_kind)]

@@ -3,10 +3,13 @@
 - Auth: msal ConfidentialClientApplication, client-credentials flow, scope `<graph host>/.default`;
   msal caches the token and renews it before expiry; a 401 mid-sync drops the cached token once.
 - Containers: the drives (document libraries) of a site, or one drive by id, or a user's OneDrive.
-- sync(): the first sync enumerates `/drives/{id}/root/delta` page by page (each Graph page becomes one
-  ChangePage whose cursor holds the nextLink, so a killed run resumes mid-drive); the last page's
-  cursor holds the deltaLink, and later syncs replay only the changes from it. A 410 Gone starts a
-  fresh enumeration whose end tombstones whatever no longer exists.
+- sync(): a full enumeration first takes `root/delta?token=latest` (the watermark: a deltaLink of the
+  drive as it is before the listing), then enumerates `/drives/{id}/root/delta` page by page (each
+  Graph page becomes one ChangePage whose cursor holds the nextLink and the watermark, so a killed run
+  resumes mid-drive); the last page's cursor holds the watermark, so the next sync replays every change
+  made since the listing began (Graph does not promise that an enumeration reports a file deleted after
+  its page was delivered), then only the changes from each deltaLink. A 410 Gone starts a fresh
+  enumeration whose end tombstones whatever no longer exists.
 - Delta items carry no path, so a folder tree (id -> parent, name) is kept in the store between syncs
   (ChangePage.folders) and renamed or moved folders become ChangePage.moves for the store to rewrite
   every path under them.
@@ -429,8 +432,9 @@ class SharePointSource(Source):
 
     # -- sync -------------------------------------------------------------------------------------
     def sync(self, container: str, cursor: str | None, folders: Mapping[str, Folder]) -> Iterator[ChangePage]:
-        """Yield one ChangePage per Graph delta page. Cursors are JSON: {"next": link, "full": bool}
-        mid-way, {"delta": link} after the last page."""
+        """Yield one ChangePage per Graph delta page. Cursors are JSON: {"next": link, "full": bool,
+        "since": watermark} mid-way, {"delta": link} after the last page (after a full enumeration: the
+        watermark taken before it)."""
         state: dict[str, Any] = {}
         if cursor:
             try:
@@ -449,12 +453,13 @@ class SharePointSource(Source):
         client.label = self._label(container)
 
         fresh = f"{self.graph_url}/drives/{quote(container)}/root/delta?$top={self.details.page_size}&$select={DELTA_SELECT}"
+        since: str | None = None  # the watermark of a full enumeration (None on a plain delta)
         if state.get("delta"):
             link, full, starts = state["delta"], False, False
         elif state.get("next"):
-            link, full, starts = state["next"], bool(state.get("full")), False
+            link, full, starts, since = state["next"], bool(state.get("full")), False, state.get("since")
         else:
-            link, full, starts = fresh, True, True
+            link, full, starts, since = fresh, True, True, self._watermark(client, container, fresh)
         link = client.checked_link(link, "resume")
         tree = FolderTree(folders if (state.get("delta") or state.get("next")) else {})
         seen_folders: set[str] | None = set() if starts else None  # to drop folders a full listing no longer has
@@ -470,6 +475,7 @@ class SharePointSource(Source):
                 log.warning("%s: the delta link expired (410 Gone); listing the whole library again", client.label)
                 response.close()
                 link, full, starts, seen_folders = fresh, True, True, set()
+                since = self._watermark(client, container, fresh)
                 continue
             try:
                 body = response.json()
@@ -484,9 +490,12 @@ class SharePointSource(Source):
                     if page.upserts or page.deletions or page.moves or empty_repeats > 20:
                         raise SourceError(f"{client.label}: GET /drives/{container}/root/delta: the next link "
                                           "points back to a page already read (circular @odata.nextLink)")
-                page.cursor = json.dumps({"next": client.checked_link(next_link, "delta"), "full": full})
+                page.cursor = json.dumps({"next": client.checked_link(next_link, "delta"), "full": full,
+                                          **({"since": since} if since else {})})
             elif delta_link:
-                page.cursor = json.dumps({"delta": client.checked_link(delta_link, "delta")})
+                # after a full enumeration, resume from its watermark: what changed during the listing
+                # (a file deleted after its page came) is replayed by the next sync, never lost
+                page.cursor = json.dumps({"delta": since or client.checked_link(delta_link, "delta")})
                 page.last = True
                 if full and seen_folders is not None:  # folders the whole listing did not see are gone
                     gone = [fid for fid in tree.nodes if fid not in seen_folders]
@@ -502,6 +511,20 @@ class SharePointSource(Source):
             if page.last:
                 return
             link, starts = next_link, False
+
+    @staticmethod
+    def _watermark(client: HttpClient, container: str, fresh: str) -> str:
+        """`root/delta?token=latest`: an empty page whose deltaLink stands for the drive as it is now, taken
+        before a full enumeration. Its changes are what the enumeration may have missed."""
+        what = f"GET /drives/{container}/root/delta (latest token)"
+        response = client.request("GET", f"{fresh}&token=latest", what=what)
+        try:
+            link = response.json().get("@odata.deltaLink")
+        except (ValueError, AttributeError):
+            raise SourceError(f"{client.label}: {what}: the response is not a JSON object") from None
+        if not link:
+            raise SourceError(f"{client.label}: {what}: the response has no @odata.deltaLink")
+        return client.checked_link(link, "delta")
 
     def _page(self, client: HttpClient, container: str, library: str, items: list[dict[str, Any]],
               tree: FolderTree, seen_folders: set[str] | None) -> ChangePage:

@@ -26,20 +26,16 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
-import signal
-import sys
-import tempfile
-import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from .server import Fault, FakeServer, serve_until_killed
 from .tls import FakeTLS, make_tls
 
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -69,17 +65,6 @@ class Node:
     mime: str = "application/pdf"
     user: int = 0
     children: list[str] = field(default_factory=list)  # in creation order
-
-
-@dataclass
-class Fault:
-    """Answer `count` matching requests with `status` (after letting `skip` of them through)."""
-
-    status: int
-    match: str = ""
-    count: int = 1
-    skip: int = 0
-    retry_after: str | None = None
 
 
 class FakeProject:
@@ -332,36 +317,45 @@ class FakeProject:
         }
 
 
-class FakeAPS:
+class FakeAPS(FakeServer):
     """APS auth + Data Management on one HTTPS port. Use as a context manager, or start()/stop()."""
+
+    thread_name = "fake-aps"
 
     def __init__(self, client_id: str = "aps-client-id-0123456789", client_secret: str = "aps-S3cret~value-fake",
                  hub_name: str = "Contoso Construction", token_lifetime_s: int = 3599, tls: FakeTLS | None = None,
                  port: int = 0, relative_links: bool = False):
+        super().__init__(tls, port)
         self.client_id, self.client_secret = client_id, client_secret
         self.hub_id = f"b.{uuid.uuid5(uuid.NAMESPACE_DNS, hub_name)}"
         self.hub_name = hub_name
         self.token_lifetime_s = token_lifetime_s
-        self.tls = tls or make_tls()
-        self.port = port
         self.relative_links = relative_links  # links.next as a path, as some APS endpoints answer
-        self.lock = threading.RLock()
         self.clock = 0
+        # time stands still: changes land in the second of the last one and share its roll-up (APS times
+        # have whole seconds), responses too
+        self.same_second = False
         self.projects: dict[str, FakeProject] = {}
-        self.faults: list[Fault] = []
         self.rate_limits: dict[str, tuple[int, float]] = {}  # family -> (requests, window seconds)
         self._recent: dict[str, deque[float]] = {}
         self.valid_tokens: dict[str, float] = {}  # token -> expiry (monotonic)
         self.tokens_issued = 0
-        self.revoke_after: int | None = None
-        self.counts: Counter[str] = Counter()
         self.requests: deque[tuple[str, str, dict[str, str]]] = deque(maxlen=20000)  # method, path?query, headers
-        self.server: ThreadingHTTPServer | None = None
 
     def tick(self) -> int:
+        """The second of the next change: the next one, or (same_second) the current one."""
         with self.lock:
-            self.clock += 1
+            if not (self.same_second and self.clock):
+                self.clock += 1
             return self.clock
+
+    def http_date(self) -> str:
+        """The Date header, from the fake clock: every response takes a second (so a change made after it
+        has a later roll-up), unless same_second holds time still."""
+        with self.lock:
+            if not self.same_second:
+                self.clock += 1
+            return format_datetime(EPOCH + timedelta(seconds=self.clock), usegmt=True)
 
     # -- set-up ---------------------------------------------------------------------------------------
     def add_project(self, name: str, items: int = 0, folders: int = 0, project_id: str | None = None) -> FakeProject:
@@ -374,92 +368,52 @@ class FakeAPS:
         return project
 
     def inject(self, status: int, match: str = "", count: int = 1, skip: int = 0, retry_after: str | None = None) -> Fault:
-        fault = Fault(status, match, count, skip, retry_after)
-        with self.lock:
-            self.faults.append(fault)
-        return fault
+        return self.add_fault(Fault(status, match, count, skip, retry_after))
 
     def limit(self, family: str, requests: int, window_s: float) -> None:
         """Answer 429 (Retry-After: the seconds until the window frees a slot) beyond `requests`
         requests of a family ("projects" or "contents") within any `window_s` seconds."""
         self.rate_limits[family] = (requests, window_s)
 
-    def revoke_tokens_after(self, requests: int) -> None:
-        """After this many more Data Management requests, every access token issued so far is rejected."""
-        self.revoke_after = requests
-
-    def count(self, route: str) -> int:
-        return self.counts[route]
-
     # -- server ---------------------------------------------------------------------------------------
     @property
     def api_url(self) -> str:
-        assert self.server is not None
-        return f"https://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> "FakeAPS":
-        fake = self
-
-        class Handler(_Handler):
-            aps = fake
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        self.server.socket = self.tls.server_context.wrap_socket(self.server.socket, server_side=True)
-        threading.Thread(target=self.server.serve_forever, name="fake-aps", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-
-    def __enter__(self) -> "FakeAPS":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.base_url
 
     # -- request handling -----------------------------------------------------------------------------
     def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], Any]:
         parts = urlsplit(raw_path)
         path = unquote(parts.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        if path == "/_fake/counts":
-            with self.lock:
-                return 200, {}, {"counts": dict(self.counts), "requests": sum(self.counts.values())}
         self.requests.append((method, raw_path, headers))
         if path == "/authentication/v2/token":
             return self._token(method, headers, body)
         family = "contents" if path.startswith("/data/") else "projects"
+        fault = self.take_fault(path)
+        if fault is not None:
+            return fault.status, ({"Retry-After": fault.retry_after} if fault.retry_after else {}), \
+                _errors(fault.status, {429: "TOO_MANY_REQUESTS", 403: "FORBIDDEN", 404: "NOT_FOUND"}.get(
+                    fault.status, "INTERNAL_ERROR"), {429: "Rate limit exceeded"}.get(fault.status, "Injected fault"))
         with self.lock:
-            for fault in self.faults:
-                if fault.count > 0 and fault.match in path:
-                    if fault.skip > 0:
-                        fault.skip -= 1
-                        continue
-                    fault.count -= 1
-                    self.counts[f"fault{fault.status}"] += 1
-                    return fault.status, ({"Retry-After": fault.retry_after} if fault.retry_after else {}), \
-                        _errors(fault.status, {429: "TOO_MANY_REQUESTS", 403: "FORBIDDEN", 404: "NOT_FOUND"}.get(
-                            fault.status, "INTERNAL_ERROR"), {429: "Rate limit exceeded"}.get(fault.status, "Injected fault"))
             throttled = self._rate_limited(family)
             if throttled is not None:
                 self.counts["429"] += 1
                 return 429, {"Retry-After": str(throttled)}, _errors(429, "TOO_MANY_REQUESTS", "Rate limit exceeded",
                                                                       f"Too many requests to {family}; retry later")
-            if self.revoke_after is not None:
-                if self.revoke_after <= 0:
-                    self.valid_tokens.clear()
-                    self.revoke_after = None
-                else:
-                    self.revoke_after -= 1
+            if self.revocation_due():
+                self.valid_tokens.clear()
             token = headers.get("authorization", "").removeprefix("Bearer ")
             if self.valid_tokens.get(token, 0) < time.monotonic():
                 self.counts["401"] += 1
                 return 401, {}, {"developerMessage": "The token is invalid or has expired.", "errorCode": "AUTH-006",
                                  "moreInfo": "https://aps.autodesk.com/en/docs/oauth/v2/developers_guide/error_handling/"}
             return self._api(path, query, headers)
+
+    def fake_bug(self, message: str) -> Any:
+        return _errors(500, "FAKE_BUG", message)
+
+    def content_type(self, payload: Any) -> str:
+        return "application/vnd.api+json" if isinstance(payload, dict) and "jsonapi" in payload else "application/json"
 
     def _rate_limited(self, family: str) -> int | None:
         if family not in self.rate_limits:
@@ -614,38 +568,6 @@ def _errors(status: int, code: str, title: str, detail: str = "") -> dict[str, A
         {"id": str(uuid.uuid4()), "status": str(status), "code": code, "title": title, "detail": detail or title}]}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes (see tests/fakes/graph.py)
-    aps: FakeAPS
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            status, extra, payload = self.aps.handle(method, self.path, headers, body)
-        except Exception as exc:  # a bug in the fake: answer 500 so the test sees it
-            status, extra, payload = 500, {}, _errors(500, "FAKE_BUG", f"{type(exc).__name__}: {exc}")
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/vnd.api+json" if "jsonapi" in payload else "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in extra.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Serve one generated project until killed; the connection details go to stdout as one JSON line."""
     parser = argparse.ArgumentParser(prog="python -m tests.fakes.aps", description=main.__doc__)
@@ -653,19 +575,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folders", type=int, default=2_000)
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with tempfile.TemporaryDirectory(prefix="fake-aps-") as tmp:
+
+    def make(tmp: str) -> tuple[FakeAPS, Any]:
         aps = FakeAPS(tls=make_tls(tmp), port=args.port)
         project = aps.add_project("Tower A", items=args.items, folders=args.folders)
-        with aps:
-            print(json.dumps({"api_url": aps.api_url, "ca_path": aps.tls.ca_path, "client_id": aps.client_id,
-                              "client_secret": aps.client_secret, "hub_id": aps.hub_id, "project_id": project.id,
-                              "items": args.items, "folders": len(project.folder_ids()),
-                              "counts_url": f"{aps.api_url}/_fake/counts"}), flush=True)
-            try:
-                threading.Event().wait()
-            except KeyboardInterrupt:
-                pass
+        return aps, lambda: {
+            "api_url": aps.api_url, "ca_path": aps.tls.ca_path, "client_id": aps.client_id,
+            "client_secret": aps.client_secret, "hub_id": aps.hub_id, "project_id": project.id,
+            "items": args.items, "folders": len(project.folder_ids()), "counts_url": f"{aps.api_url}/_fake/counts"}
+
+    serve_until_killed("fake-aps-", make)
 
 
 if __name__ == "__main__":

@@ -34,20 +34,16 @@ import base64
 import hashlib
 import json
 import re
-import signal
-import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass, field
+from collections import OrderedDict, deque
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .server import Fault, FakeServer, serve_until_killed
 from .tls import FakeTLS, make_tls
 
 FOLDER = "application/vnd.google-apps.folder"
@@ -229,16 +225,6 @@ def parse_q(q: str) -> Callable[[dict[str, Any]], bool]:
 
 
 # -- model ------------------------------------------------------------------------------------------------
-@dataclass
-class Fault:
-    status: int
-    reason: str | None = None
-    match: str = ""
-    count: int = 1
-    skip: int = 0
-    retry_after: str | None = None
-
-
 class Corpus:
     """A shared drive, or a user's My Drive (plus the files shared with that user)."""
 
@@ -474,8 +460,10 @@ class Corpus:
         return out
 
 
-class FakeDriveService:
+class FakeDriveService(FakeServer):
     """Token endpoint + Drive v3 on one HTTPS port. Use as a context manager, or start()/stop()."""
+
+    thread_name = "fake-drive"
 
     _shared_private: Any = None
 
@@ -484,9 +472,7 @@ class FakeDriveService:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
 
-        self.tls = tls or make_tls()
-        self.port = port
-        self.lock = threading.RLock()
+        super().__init__(tls, port)
         self.seq = 1000
         self.min_token = 0  # change page tokens below this are invalid (expired)
         self.list_epoch = 0  # files.list page tokens of an earlier epoch are invalid
@@ -504,12 +490,9 @@ class FakeDriveService:
         self.users: dict[str, Corpus] = {}
         self.tokens: dict[str, dict[str, Any]] = {}
         self.tokens_issued = 0
-        self.faults: list[Fault] = []
-        self.counts: Counter[str] = Counter()
         self.leak_other_drives = False  # a drive's change feed shows other drives' changes too
         self.delay_s = 0.0  # added to every files.list answer (to kill a client mid-listing)
         self.requests: deque[tuple[str, dict[str, str]]] = deque(maxlen=10000)  # (path, query) of Drive calls
-        self.server: ThreadingHTTPServer | None = None
         self._tags = 0
         self.key_dir = Path(key_dir or tempfile.mkdtemp(prefix="fake-drive-key-"))
         self.user_drive(self.client_email, files=0)  # the service account's own (empty) My Drive
@@ -560,10 +543,7 @@ class FakeDriveService:
 
     def inject(self, status: int, reason: str | None = None, match: str = "", count: int = 1, skip: int = 0,
                retry_after: str | None = None) -> Fault:
-        fault = Fault(status, reason, match, count, skip, retry_after)
-        with self.lock:
-            self.faults.append(fault)
-        return fault
+        return self.add_fault(Fault(status, match, count, skip, retry_after, code=reason))
 
     def expire_page_tokens(self) -> None:
         """Every change and listing page token handed out so far becomes invalid."""
@@ -575,15 +555,7 @@ class FakeDriveService:
         with self.lock:
             self.tokens.clear()
 
-    def count(self, route: str) -> int:
-        return self.counts[route]
-
     # -- server -------------------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        assert self.server is not None
-        return f"https://127.0.0.1:{self.server.server_address[1]}"
-
     @property
     def api_url(self) -> str:
         return f"{self.base_url}/drive/v3"
@@ -592,44 +564,18 @@ class FakeDriveService:
     def token_url(self) -> str:
         return f"{self.base_url}/token"
 
-    def start(self) -> "FakeDriveService":
-        fake = self
-
-        class Handler(_Handler):
-            service = fake
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        self.server.socket = self.tls.server_context.wrap_socket(self.server.socket, server_side=True)
-        threading.Thread(target=self.server.serve_forever, name="fake-drive", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-
-    def __enter__(self) -> "FakeDriveService":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- requests -----------------------------------------------------------------------------------
     def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], Any]:
         parts = urlsplit(raw_path)
         path = unquote(parts.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        if path == "/_fake/counts":
-            with self.lock:
-                return 200, {}, {"counts": dict(self.counts), "requests": sum(self.counts.values())}
         if path == "/token" and method == "POST":
             return self._token(body)
         if not path.startswith("/drive/v3/"):
             return 404, {}, google_error(404, "notFound", f"Not Found: {path}")
         self.counts["requests"] += 1
         self.requests.append((path.removeprefix("/drive/v3"), query))
-        fault = self._fault_for(path)
+        fault = self.take_fault(path)
         if fault is not None:
             return self._fault_response(fault)
         token = headers.get("authorization", "").removeprefix("Bearer ")
@@ -647,24 +593,18 @@ class FakeDriveService:
         except ApiError as exc:
             return exc.status, exc.headers, exc.body
 
-    def _fault_for(self, path: str) -> Fault | None:
-        with self.lock:
-            for fault in self.faults:
-                if fault.count > 0 and fault.match in path:
-                    if fault.skip > 0:
-                        fault.skip -= 1
-                        return None
-                    fault.count -= 1
-                    return fault
-        return None
+    def fake_bug(self, message: str) -> Any:
+        return google_error(500, "fakeBug", message)
+
+    def content_type(self, payload: Any) -> str:
+        return "application/json; charset=UTF-8"
 
     def _fault_response(self, fault: Fault) -> tuple[int, dict[str, str], Any]:
-        reason = fault.reason or {403: "userRateLimitExceeded", 429: "rateLimitExceeded", 500: "backendError",
+        reason = fault.code or {403: "userRateLimitExceeded", 429: "rateLimitExceeded", 500: "backendError",
                                   503: "backendError", 404: "notFound"}.get(fault.status, "internalError")
         message = {"userRateLimitExceeded": "User Rate Limit Exceeded", "rateLimitExceeded": "Rate Limit Exceeded",
                    "backendError": "Backend Error", "forbidden": "The user does not have sufficient permissions "
                    "for this file.", "notFound": "File not found: ."}.get(reason, "Internal Error")
-        self.counts[f"fault{fault.status}"] += 1
         domain = "usageLimits" if "RateLimit" in reason or reason == "rateLimitExceeded" else "global"
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
         return fault.status, headers, google_error(fault.status, reason, message, domain=domain)
@@ -900,38 +840,6 @@ class FakeDriveService:
         return out
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    service: FakeDriveService
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            status, extra, payload = self.service.handle(method, self.path, headers, body)
-        except Exception as exc:  # a bug in the fake: answer 500 so the test sees it
-            status, extra, payload = 500, {}, google_error(500, "fakeBug", f"{type(exc).__name__}: {exc}")
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in extra.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Serve one generated shared drive until killed; connection details go to stdout as one JSON line."""
     parser = argparse.ArgumentParser(prog="python -m tests.fakes.drive", description=main.__doc__)
@@ -939,18 +847,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folders-every", type=int, default=50, help="one folder per this many files")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with tempfile.TemporaryDirectory(prefix="fake-drive-") as tmp:
+
+    def make(tmp: str) -> tuple[FakeDriveService, Any]:
         service = FakeDriveService(tls=make_tls(tmp), port=args.port, key_dir=tmp)
         drive = service.add_shared_drive("Engineering", files=args.files, folders_every=args.folders_every)
-        with service:
-            print(json.dumps({"api_url": service.api_url, "token_url": service.token_url, "ca_path": service.tls.ca_path,
-                              "key_path": service.key_file(), "drive_id": drive.id, "files": args.files,
-                              "folders": drive.n_folders, "counts_url": f"{service.base_url}/_fake/counts"}), flush=True)
-            try:
-                threading.Event().wait()
-            except KeyboardInterrupt:
-                pass
+        return service, lambda: {
+            "api_url": service.api_url, "token_url": service.token_url, "ca_path": service.tls.ca_path,
+            "key_path": service.key_file(), "drive_id": drive.id, "files": args.files, "folders": drive.n_folders,
+            "counts_url": f"{service.base_url}/_fake/counts"}
+
+    serve_until_killed("fake-drive-", make)
 
 
 if __name__ == "__main__":

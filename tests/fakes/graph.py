@@ -19,6 +19,10 @@ prints one JSON line (base_url, graph_url, authority_host, ca_path, drive_id, si
 client_id, client_secret, ...) and serves until killed; GET /_fake/counts answers its request counters,
 POST /_fake/edit?count=N edits N files spread over the library.
 
+`token=latest` answers an empty page whose deltaLink stands for now. A fresh enumeration leaves out
+deleted items, also those deleted while it runs, and its final deltaLink starts after them: the
+pessimistic reading of Graph's documentation (docs/sharepoint.md), which the source must survive.
+
 Faults: fail N requests (429/503/500, with or without Retry-After), expire delta tokens (410),
 repeat an item across pages, shuffle items within a page, revoke access tokens after N requests.
 """
@@ -31,20 +35,14 @@ import functools
 import hashlib
 import json
 import random
-import signal
-import ssl
-import sys
-import tempfile
-import threading
-import time
 import uuid
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from .server import Fault, FakeServer, RawJSON, serve_until_killed
 from .tls import FakeTLS, make_tls
 
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -80,10 +78,6 @@ def content_bytes(item_id: str, content: int, size: int) -> bytes:
     """A file's bytes in the fake: `size` bytes determined by the item and its content version."""
     unit = f"{item_id}:{content}|".encode()
     return (unit * (size // len(unit) + 1))[:size]
-
-
-class RawJSON(str):
-    """A response body that is already JSON text; the handler sends it as it is."""
 
 
 def validate_drive_item(item: dict[str, Any]) -> list[str]:
@@ -123,18 +117,6 @@ def validate_drive_item(item: dict[str, Any]) -> list[str]:
     if "path" in ref and not str(ref["path"]).startswith("/drives/"):
         problems.append(f"{item['id']}: parentReference.path not /drives/{{id}}/root:...")
     return problems
-
-
-@dataclass
-class Fault:
-    """Answer `count` matching requests with `status` (after letting `skip` of them through)."""
-
-    status: int
-    match: str = ""  # substring of the request path
-    count: int = 1
-    skip: int = 0
-    retry_after: str | None = None
-    code: str | None = None
 
 
 class FakeDrive:
@@ -505,29 +487,25 @@ class FakeSite:
         return f"https://{self.host}/{self.path}"
 
 
-class FakeGraph:
+class FakeGraph(FakeServer):
     """Entra + Graph on one HTTPS port. Use as a context manager, or start()/stop()."""
+
+    thread_name = "fake-graph"
 
     def __init__(self, tenant: str = "contoso-tenant", client_id: str = "app-client-id",
                  client_secret: str = "s3cr3t-Value~fake", sharepoint_host: str = "contoso.sharepoint.com",
                  token_lifetime_s: int = 3599, tls: FakeTLS | None = None, log_size: int = 10000, port: int = 0):
+        super().__init__(tls, port)
         self.tenant, self.client_id, self.client_secret = tenant, client_id, client_secret
         self.sharepoint_host = sharepoint_host
         self.token_lifetime_s = token_lifetime_s
-        self.tls = tls or make_tls()
-        self.lock = threading.RLock()
         self.sites: dict[str, FakeSite] = {}
         self.drives: dict[str, FakeDrive] = {}
         self.users: dict[str, FakeDrive] = {}
-        self.faults: list[Fault] = []
         self.valid_tokens: set[str] = set()
         self.tokens_issued = 0
-        self.revoke_after: int | None = None
         self.requests: deque[tuple[str, str]] = deque(maxlen=log_size)  # (method, path?query)
-        self.counts: Counter[str] = Counter()  # route -> requests
-        self.server: ThreadingHTTPServer | None = None
         self._drive_tags = 0
-        self.port = port
 
     # -- set-up -------------------------------------------------------------------------------------
     def _tag(self) -> str:
@@ -554,24 +532,9 @@ class FakeGraph:
 
     def inject(self, status: int, match: str = "", count: int = 1, skip: int = 0, retry_after: str | None = None,
                code: str | None = None) -> Fault:
-        fault = Fault(status, match, count, skip, retry_after, code)
-        with self.lock:
-            self.faults.append(fault)
-        return fault
-
-    def revoke_tokens_after(self, requests: int) -> None:
-        """After this many more Graph requests, every access token issued so far is rejected (401)."""
-        self.revoke_after = requests
-
-    def count(self, route: str) -> int:
-        return self.counts[route]
+        return self.add_fault(Fault(status, match, count, skip, retry_after, code))
 
     # -- server -------------------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        assert self.server is not None
-        return f"https://127.0.0.1:{self.server.server_address[1]}"
-
     @property
     def authority_host(self) -> str:
         return f"127.0.0.1:{self.server.server_address[1]}"
@@ -580,48 +543,11 @@ class FakeGraph:
     def graph_url(self) -> str:
         return f"{self.base_url}/v1.0"
 
-    def start(self) -> "FakeGraph":
-        fake = self
-
-        class Handler(_Handler):
-            graph = fake
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        self.server.socket = self.tls.server_context.wrap_socket(self.server.socket, server_side=True)
-        threading.Thread(target=self.server.serve_forever, name="fake-graph", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-
-    def __enter__(self) -> "FakeGraph":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- request handling ---------------------------------------------------------------------------
-    def _fault_for(self, path: str) -> Fault | None:
-        with self.lock:
-            for fault in self.faults:
-                if fault.count > 0 and fault.match in path:
-                    if fault.skip > 0:
-                        fault.skip -= 1
-                        return None
-                    fault.count -= 1
-                    return fault
-        return None
-
     def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], Any]:
         parts = urlsplit(raw_path)
         path = unquote(parts.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        if path == "/_fake/counts":  # for a benchmark driving the fake in another process; not counted itself
-            with self.lock:
-                return 200, {}, {"counts": dict(self.counts), "requests": sum(self.counts.values())}
         if path == "/_fake/edit" and method == "POST":  # a benchmark's "N files changed", from another process
             drive = next(iter(self.drives.values()))
             return 200, {}, {"edited": drive.edit_spread(int(query.get("count", "1")))}
@@ -630,16 +556,12 @@ class FakeGraph:
             return self._download(path, query, headers)
         if not path.startswith("/v1.0/"):
             return self._identity(method, path, body)
-        fault = self._fault_for(path)
+        fault = self.take_fault(path)
         if fault is not None:
             return self._fault_response(fault)
         with self.lock:
-            if self.revoke_after is not None:
-                if self.revoke_after <= 0:
-                    self.valid_tokens.clear()
-                    self.revoke_after = None
-                else:
-                    self.revoke_after -= 1
+            if self.revocation_due():
+                self.valid_tokens.clear()
             token = headers.get("authorization", "").removeprefix("Bearer ")
             if token not in self.valid_tokens:
                 self.counts["401"] += 1
@@ -662,8 +584,13 @@ class FakeGraph:
             return 401, {}, _graph_error("unauthenticated", "The download URL has expired")
         return 200, {"Content-Type": "application/octet-stream"}, content_bytes(item_id, s["content"], s["size"])
 
+    def fake_bug(self, message: str) -> Any:
+        return _graph_error("fakeBug", message)
+
+    def content_type(self, payload: Any) -> str:
+        return "application/json; odata.metadata=minimal"
+
     def _fault_response(self, fault: Fault) -> tuple[int, dict[str, str], Any]:
-        self.counts[f"fault{fault.status}"] += 1
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
         code = fault.code or {429: "activityLimitReached", 503: "serviceNotAvailable"}.get(fault.status, "generalException")
         message = {429: "The request has been throttled", 503: "Service unavailable"}.get(fault.status, "General exception")
@@ -767,6 +694,14 @@ class FakeGraph:
         link = f"{self.graph_url}/drives/{drive.id}/root/delta"
         state = query.get("$skiptoken") or query.get("token")
         since = after = 0
+        if state == "latest" and "$skiptoken" not in query:  # an empty page whose deltaLink is "now"
+            self.counts["delta_latest"] += 1
+            self.counts["delta"] -= 1
+            with self.lock:
+                token = base64.urlsafe_b64encode(f"{drive.token_epoch}.{drive.seq}.{drive.seq}.{top}".encode()).decode()
+            context = json.dumps(f"{self.graph_url}/$metadata#Collection(driveItem)")
+            return 200, {}, RawJSON(f'{{"@odata.context": {context}, "value": [], '
+                                    f'"@odata.deltaLink": {json.dumps(f"{link}?token={token}")}}}')
         if state:
             try:
                 epoch, since, after, top_in_token = (int(x) for x in base64.urlsafe_b64decode(state.encode()).decode().split("."))
@@ -823,44 +758,6 @@ def _aad_error(error: str, code: int, description: str) -> dict[str, Any]:
             "correlation_id": str(corr), "error_uri": "https://login.microsoftonline.com/error?code=" + str(code)}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # headers and body go out in two writes; with Nagle on, the body waits for the client's delayed ACK
-    # (~10 ms a request, most of a 100k-item listing's time)
-    disable_nagle_algorithm = True
-    graph: FakeGraph
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-        pass
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            status, extra, payload = self.graph.handle(method, self.path, headers, body)
-        except Exception as exc:  # a bug in the fake: answer 500 so the test sees it
-            status, extra, payload = 500, {}, _graph_error("fakeBug", f"{type(exc).__name__}: {exc}")
-        if isinstance(payload, bytes):
-            data = payload
-        else:
-            data = payload.encode() if isinstance(payload, RawJSON) else json.dumps(payload).encode()
-        self.send_response(status)
-        if "Content-Type" not in extra:
-            self.send_header("Content-Type", "application/json; odata.metadata=minimal")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in extra.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Serve one generated library until killed; the connection details go to stdout as one JSON line."""
     parser = argparse.ArgumentParser(prog="python -m tests.fakes.graph", description=main.__doc__)
@@ -869,23 +766,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--library", default="Documents")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so the certificate directory is removed
-    with tempfile.TemporaryDirectory(prefix="fake-graph-") as tmp:
+
+    def make(tmp: str) -> tuple[FakeGraph, Any]:
         graph = FakeGraph(tls=make_tls(tmp), port=args.port)
         site = graph.add_site("sites/eng", "Engineering")
         drive = graph.add_drive(site, args.library, items=args.items, folders_every=args.folders_every)
-        with graph:
-            print(json.dumps({
-                "base_url": graph.base_url, "graph_url": graph.graph_url, "authority_host": graph.authority_host,
-                "ca_path": graph.tls.ca_path, "tenant": graph.tenant, "client_id": graph.client_id,
-                "client_secret": graph.client_secret, "sharepoint_host": graph.sharepoint_host,
-                "site_url": site.web_url, "drive_id": drive.id, "library": drive.name, "items": drive.generated,
-                "folders": drive.n_folders, "files": drive.generated - 1 - drive.n_folders,
-                "counts_url": f"{graph.base_url}/_fake/counts"}), flush=True)
-            try:
-                threading.Event().wait()
-            except KeyboardInterrupt:
-                pass
+        return graph, lambda: {
+            "base_url": graph.base_url, "graph_url": graph.graph_url, "authority_host": graph.authority_host,
+            "ca_path": graph.tls.ca_path, "tenant": graph.tenant, "client_id": graph.client_id,
+            "client_secret": graph.client_secret, "sharepoint_host": graph.sharepoint_host,
+            "site_url": site.web_url, "drive_id": drive.id, "library": drive.name, "items": drive.generated,
+            "folders": drive.n_folders, "files": drive.generated - 1 - drive.n_folders,
+            "counts_url": f"{graph.base_url}/_fake/counts"}
+
+    serve_until_killed("fake-graph-", make)
 
 
 if __name__ == "__main__":

@@ -242,6 +242,29 @@ def test_a_missed_rollup_is_caught_by_the_periodic_full_listing(fake: FakeAPS, s
     assert not sync_container(make_source(fake), sqlite, tower.id).full_listing  # the default: weekly
 
 
+def test_a_change_in_the_second_of_the_last_listing_is_not_missed(fake: FakeAPS, sqlite: SQLiteStore) -> None:
+    """APS roll-ups have whole seconds: a change made after a folder was listed, within the second of its
+    roll-up, leaves the roll-up as it was. The walk keeps such a recent roll-up as unknown, so the next
+    sync lists the folder again (found by the fault suite's same-second schedules)."""
+    bridge = project(fake, "Bridge B")
+    sync_container(make_source(fake), sqlite, bridge.id)
+    folder = next(f for f in bridge.folder_ids() if items_in(bridge, f) and bridge.nodes[f].parent)
+    first, second = items_in(bridge, folder)[:2]
+    fake.same_second = True  # the clock stands still: everything below happens within one second
+    bridge.new_version(first)
+    sync_container(make_source(fake), sqlite, bridge.id)  # lists the folder: its roll-up is that second's
+    bridge.new_version(second)  # same second: no roll-up on the way up moves
+    rollups = {n.id: n.rollup for n in bridge.nodes.values() if n.kind == "folder"}
+    assert rollups[folder] == bridge.nodes[second].modified
+    fake.same_second = False
+    stats = sync_container(make_source(fake), sqlite, bridge.id)
+    assert stats.updated == 1
+    assert_in_step(sqlite, bridge)
+    requests_since = counting(fake)  # settled now: a no-change sync is two requests again
+    sync_container(make_source(fake), sqlite, bridge.id)
+    assert requests_since() == {"token": 1, "project": 1, "topFolders": 1}
+
+
 def test_a_new_project_appears_as_a_container(fake: FakeAPS, sqlite: SQLiteStore) -> None:
     source = make_source(fake)
     assert len(source.containers()) == 2

@@ -278,12 +278,12 @@ def test_throttling_is_waited_out(fake: FakeGraph, store: Store, status: int, re
     assert_in_step(store, docs)
     if retry_after == "1":
         assert time.monotonic() - started >= 2  # both Retry-After waits honoured
-    assert stats.api_calls == stats.pages + 1 + 2  # the drive lookup, the pages, the two refused attempts
+    assert stats.api_calls == stats.pages + 2 + 2  # the drive lookup, the watermark, the pages, two refusals
 
 
 def test_throttling_beyond_the_budget_fails_clearly_and_resumes(fake: FakeGraph, store: Store) -> None:
     docs = drive_named(fake, "Documents")
-    fake.inject(429, match="/root/delta", count=100, skip=4)
+    fake.inject(429, match="/root/delta", count=100, skip=5)  # the watermark and four pages answer
     source = make_source(fake, throttle_budget_s=0.05)
     with pytest.raises(SourceError) as failure:
         sync_container(source, store, docs.id)
@@ -371,6 +371,38 @@ def test_killed_delta_round_resumes(fake: FakeGraph, store: Store) -> None:
     live = stored(store, docs)
     assert all(i in live for i in new)
     assert_in_step(store, docs)
+
+
+@pytest.mark.parametrize("how", ["fresh", "resumed", "after_410"])
+def test_a_file_deleted_during_a_full_listing_is_tombstoned_by_the_next_sync(fake: FakeGraph, store: Store,
+                                                                             how: str) -> None:
+    """Graph does not promise that an enumeration reports a file deleted after its page was delivered
+    (the fake never does), so a full listing resumes from the watermark taken before it: the next sync
+    replays the deletion. Before the watermark such a file stayed live until the next full listing."""
+    docs = drive_named(fake, "Site Assets")
+    source = make_source(fake)
+    if how == "after_410":
+        sync_container(source, store, docs.id)
+        docs.expire_delta_tokens()
+    pages = source.sync(docs.id, store.sync_state(ENDPOINT, docs.id).cursor, store.folders(ENDPOINT, docs.id))
+    first = next(pages)
+    store.apply_page(ENDPOINT, docs.id, first)
+    victim = first.upserts[0].external_id
+    docs.delete(victim)  # after its page was delivered
+    if how == "resumed":  # the process dies after page 1; the next run resumes the listing
+        pages.close()
+        assert sync_container(make_source(fake), store, docs.id).full_listing
+    else:
+        for page in pages:
+            store.apply_page(ENDPOINT, docs.id, page)
+    assert victim not in docs.live_files()
+    assert json.loads(store.sync_state(ENDPOINT, docs.id).cursor)["delta"]
+    stats = sync_container(make_source(fake), store, docs.id)  # a plain delta from the watermark
+    assert not stats.full_listing and stats.deleted == 1
+    assert stored(store, docs, include_deleted=True)[victim].is_deleted
+    assert_in_step(store, docs)
+    before = fake.count("delta")  # and after it, a no-change sync is one delta call again
+    assert sync_container(make_source(fake), store, docs.id).listed == 0 and fake.count("delta") - before == 1
 
 
 # -- configuration and credentials ---------------------------------------------------------------------

@@ -15,6 +15,8 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Iterator
 from urllib.parse import quote, urlsplit
 
@@ -115,6 +117,14 @@ class ApsClient:
         self.projects_bucket = self._bucket(f"{host} projects", d.projects_requests_per_minute)
         self.contents_bucket = self._bucket(f"{host} contents", d.contents_requests_per_minute)
         self.region_headers = {"x-ads-region": d.region}
+        self.server_time: datetime | None = None  # the Date of the last folder listing's response
+
+    def _note_date(self, response: requests.Response) -> requests.Response:
+        try:
+            self.server_time = parsedate_to_datetime(response.headers.get("Date") or "")
+        except (TypeError, ValueError):
+            self.server_time = None
+        return response
 
     @staticmethod
     def _bucket(key: str, per_minute: float) -> TokenBucket | None:
@@ -154,8 +164,9 @@ class ApsClient:
 
     def top_folders(self, hub_id: str, project_id: str) -> list[dict[str, Any]]:
         path = f"/project/v1/hubs/{quote(hub_id, safe='')}/projects/{quote(project_id, safe='')}/topFolders"
-        response = self.http.request("GET", f"{self.api_url}{path}", ok_statuses=frozenset({403, 404}),
-                                     bucket=self.projects_bucket, what="GET /project/v1/hubs/{hub}/projects/{project}/topFolders")
+        response = self._note_date(self.http.request(
+            "GET", f"{self.api_url}{path}", ok_statuses=frozenset({403, 404}), bucket=self.projects_bucket,
+            what="GET /project/v1/hubs/{hub}/projects/{project}/topFolders"))
         if response.status_code in (403, 404):
             raise SourceError(f"{self.http.label}: project {project_id} not found or not readable by this app "
                               f"(topFolders answered {response.status_code} {describe_aps_error(response)})".rstrip(),
@@ -168,5 +179,6 @@ class ApsClient:
 
     def contents_page(self, url: str) -> requests.Response:
         """One page of a folder's contents; 403/404 come back to the caller (that folder failed, not the sync)."""
-        return self.http.request("GET", url, headers=self.region_headers, ok_statuses=frozenset({403, 404}),
-                                 bucket=self.contents_bucket, what="GET /data/v1/projects/{project}/folders/{folder}/contents")
+        return self._note_date(self.http.request(
+            "GET", url, headers=self.region_headers, ok_statuses=frozenset({403, 404}), bucket=self.contents_bucket,
+            what="GET /data/v1/projects/{project}/folders/{folder}/contents"))

@@ -196,7 +196,18 @@ class ProjectWalk:
             self._moved(folder_id, old_path, self.tree.path(folder_id))
         if self.full or force or old is None or not rollup or old.version != rollup:
             self.stack.append([folder_id, force])
-        self._set_node(Folder(folder_id, parent, name, rollup))
+        self._set_node(Folder(folder_id, parent, name, rollup if self._settled(rollup) else ""))
+
+    def _settled(self, rollup: str) -> bool:
+        """Whether no later change can share this roll-up. APS times have whole seconds, so a change made
+        after this listing but within the roll-up's second would leave the roll-up as it is, and the
+        folder would be skipped until the next full listing. A roll-up less than a second older than the
+        response's Date (stamped after the listing was read) is kept as unknown (""): the next sync
+        lists the folder again."""
+        moment, now = parse_time(rollup), self.client.server_time
+        if moment is None or now is None:
+            return True
+        return moment.replace(microsecond=0) + timedelta(seconds=1) < now
 
     def _item(self, parent: str, entry: dict[str, Any], attrs: dict[str, Any], tip: dict[str, Any] | None) -> None:
         item_id = entry["id"]
