@@ -99,8 +99,9 @@ class ProjectWalk:
         first = True
         if not self.resuming:
             top = self.client.top_folders(self.hub_id, self.project_id)
-            self.since = max((str((f.get("attributes") or {}).get("lastModifiedTimeRollup") or "") for f in top),
-                             default="") or None
+            newest = max((str((f.get("attributes") or {}).get("lastModifiedTimeRollup") or "") for f in top),
+                         default="")
+            self.since = newest if newest and self._settled(newest) else None  # else the next probe says "due"
             self.current = {"id": None, "link": None, "pending": sorted(self.tree.children.get(None, ())), "force": False}
             self._take(None, top, {}, force=False)
             self._complete_current()
