@@ -174,6 +174,8 @@ class _Strict(BaseModel):
 class SQLiteStoreConfig(_Strict):
     type: Literal["sqlite"] = "sqlite"
     path: str = ".file_connector/inventory.db"  # relative to the config file's folder
+    # how long a write waits for another process's write lock before the sync fails (in one line)
+    busy_timeout_s: float = Field(default=60.0, gt=0, le=3600)
 
 
 class PostgresStoreConfig(_Strict):

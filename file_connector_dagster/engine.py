@@ -181,6 +181,7 @@ def commit_changes(store: Store, stream: ChangeStream,
             sync.apply(page)
             if on_page:
                 on_page(page, sync.stats)
+        check_stop(stream.endpoint, stream.container)  # a stopped Prefetch hands nothing more over: not the end
     except BaseException as exc:
         sync.stats.duration_s = round(time.monotonic() - started, 3)
         stream.source.cancel_event.set()  # the fetch thread's retry and throttling waits end now

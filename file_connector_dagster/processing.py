@@ -7,8 +7,12 @@ The rules live here, once for every store (stores only read what is due and writ
   written, so they are never processed again.
 - The files step reads the pending live files of a container in pages (`Store.iter_due`: one indexed
   query a page; nothing to do costs one query), runs the chain, and saves each page's results in one
-  transaction, only where the row is still the version that was processed (a file changed meanwhile
-  stays pending for its new version). A step killed half-way leaves exactly the unsaved files pending.
+  transaction, only where the row is still the version that was processed and still pending (a file
+  changed meanwhile stays pending for its new version; a result another files step of the same
+  container saved first is kept). A step killed half-way leaves exactly the unsaved files pending.
+- The files step takes no lease (processing can take hours and must not hold up listings): two steps
+  of one container at once may both run the processors on the same due files, but the first decided
+  result of a version stands; the other's is dropped (counted as changed_meanwhile).
 - Per file, the chain ends in: processed (every processor processed it), skipped (a processor
   skipped it: excluded_by names it), failed (an error: pending again with one more attempt, `error`
   once max_attempts is reached) or pending (a processor could not decide now: no attempt counted).
@@ -182,7 +186,9 @@ class ProcessingStats:
     container: str
     pages: int = 0
     outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
-    changed_meanwhile: int = 0  # results not saved: the file changed during processing (pending again)
+    # results not saved: the file changed during processing (pending again), or another files step of
+    # the container decided it first
+    changed_meanwhile: int = 0
     duration_s: float = 0.0
     error_samples: list[str] = field(default_factory=list)
 

@@ -89,6 +89,9 @@ class ChangePage:
         last: last page of this sync.
         listing_incomplete: the full listing could not see everything (an unreadable folder): skip the
             tombstoning at its end rather than tombstone files that may still exist.
+        incomplete_paths: on the last page of a full listing, the paths it could not read into (a folder
+            or an entry, e.g. EACCES/EIO): the sweep keeps every live file at or under them and
+            tombstones the rest. Lists the whole listing's paths (a source keeps them across pages).
         moves: (old_prefix, new_prefix) path prefixes of folders renamed or moved; the store rewrites
             the path of every file under them.
         folders: folders added or changed; folder_deletions: ids of folders gone.
@@ -103,6 +106,7 @@ class ChangePage:
     starts_listing: bool = False
     last: bool = False
     listing_incomplete: bool = False
+    incomplete_paths: list[str] = field(default_factory=list)
     moves: list[tuple[str, str | None]] = field(default_factory=list)
     folders: list[Folder] = field(default_factory=list)
     folder_deletions: list[str] = field(default_factory=list)
@@ -205,7 +209,8 @@ class SyncStats:
                 self._listing_new = 0
             if self._listing_new is not None:
                 self._listing_new += stats.new_seen
-            if page.last and not page.listing_incomplete:
+            if page.last and not page.listing_incomplete and not page.incomplete_paths:
+                # (a listing that could not read some paths kept their files unseen: not complete here)
                 # a fresh listing resumed from an earlier sync counted only part of its pages: not known
                 self.listing_complete = True
                 self.listing_seen = stats.seen_total if stats.seen_total is not None else self._listing_new

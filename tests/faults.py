@@ -839,6 +839,7 @@ def main(argv: list[str]) -> int:
 
     kinds = list(WORLDS)
     batch, ran, violated, started = 50, 0, 0, time.monotonic()
+    met: Counter[str] = Counter()  # kind:fault -> schedules that met it
     rng = random.Random(base_seed)
     try:
         while ran < total:
@@ -852,11 +853,13 @@ def main(argv: list[str]) -> int:
                 print(f"VIOLATION ({kind}, seed {run_seed}): {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
                       flush=True)
             ran += ctx.schedules if ctx.schedules else batch
+            met.update({f"{kind}:{fault}": n for fault, n in ctx.faults.items()})
             print(f"{ran} schedules, {violated} violated, {time.monotonic() - started:.0f}s", flush=True)
     finally:
         for fake in (graph, drive, aps):
             fake.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    print("faults met: " + ", ".join(f"{name} {n}" for name, n in sorted(met.items())))
     print(f"soak: {ran} schedules ran, {violated} violated")
     return 1 if violated else 0
 

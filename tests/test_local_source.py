@@ -235,25 +235,63 @@ class _FailingScandir:
 
 
 @pytest.mark.parametrize("mid_iteration", [False, True], ids=["eio-on-open", "eio-mid-listing"])
-def test_io_error_in_a_folder_tombstones_nothing(tree, store, mid_iteration):
+def test_io_error_in_a_folder_keeps_its_subtree_and_records_deletions_elsewhere(tree, store, mid_iteration):
+    """Incomplete per subtree (issue 7, defect 3): an unreadable folder keeps what is under it; a file
+    deleted elsewhere in the container (also a sibling whose name starts like the folder's) is recorded."""
     for i in range(3):
         (tree / f"projects/b/more-{i}.txt").write_text("m")
-    src = source(tree)
+    (tree / "projects/b-notes.txt").write_text("n")
+    src = source(tree, page_size=2)
     sync_container(src, store, "projects")
     before = set(live(store))
-    assert len(before) == 7
+    assert len(before) == 8
     (tree / "projects/top.md").unlink()  # really gone, elsewhere in the container
+    (tree / "projects/b-notes.txt").unlink()  # "b-notes.txt" is not under "b/"
+    (tree / "projects/b/more-2.txt").unlink()  # gone too, but behind the error: not known yet
     src._scandir = _FailingScandir({"b": 1 if mid_iteration else None})
     stats = sync_container(src, store, "projects")
     assert stats.status == "success" and stats.errors == 1
     assert "b: cannot read folder: Input/output error" in stats.error_samples[0]
-    assert stats.deleted == 0 and set(live(store)) == before  # nothing under b/ lost, nothing tombstoned
-    del src._scandir  # the disk recovers: the next listing is complete and records the deletion
+    assert stats.deleted == 2 and set(live(store)) == before - {"top.md", "b-notes.txt"}
+    assert tombstones(store) == {"top.md", "b-notes.txt"}
+    # b/'s files are live but unseen: this listing is no basis for the consistency check's phantom count
+    assert store.sync_logs("share")[0].seen is None
+    del src._scandir  # the disk recovers: the next listing is complete and records the deletion under b/
     stats = sync_container(src, store, "projects")
-    assert (stats.errors, stats.deleted) == (0, 1) and set(live(store)) == before - {"top.md"}
+    assert (stats.errors, stats.deleted) == (0, 1) and set(live(store)) == before - {"top.md", "b-notes.txt",
+                                                                                     "b/more-2.txt"}
 
 
-def test_entries_that_cannot_be_stated_tombstone_nothing(as_unprivileged_user):
+def test_unreadable_paths_survive_a_resumed_listing(tree, store, tmp_path):
+    """The unreadable paths ride in the cursor: a listing killed after the error and resumed still keeps
+    that subtree, and still sweeps the rest."""
+    for i in range(4):
+        (tree / f"projects/z-{i}.txt").write_text("z")
+    src = source(tree, page_size=2)
+    sync_container(src, store, "projects")
+    before = set(live(store))
+    (tree / "projects/z-3.txt").unlink()
+    src._scandir = _FailingScandir({"b": None})
+
+    class Killed(Exception):
+        pass
+
+    pages = src.sync("projects", store.sync_state("share", "projects").cursor, {})
+    from file_connector_dagster.stores.protocol import ContainerSync
+
+    with pytest.raises(Killed), ContainerSync(store, "share", "projects") as sync:
+        for n, page in enumerate(pages):
+            sync.apply(page)
+            if n == 1:
+                raise Killed  # the process dies after two pages (past the unreadable folder)
+    cursor = json.loads(store.sync_state("share", "projects").cursor)
+    assert cursor["unread"] == ["b"] and not cursor["incomplete"]
+    stats = sync_container(src, store, "projects")
+    assert stats.status == "success" and stats.deleted == 1
+    assert set(live(store)) == before - {"z-3.txt"} and "b/設計.dwg" in live(store)
+
+
+def test_entries_that_cannot_be_stated_keep_their_subtree(as_unprivileged_user):
     """A folder readable but not searchable (r--): its names are listed, but no entry can be stat'ed."""
     import shutil
     import tempfile
@@ -283,10 +321,12 @@ def test_entries_that_cannot_be_stated_tombstone_nothing(as_unprivileged_user):
             (base / "projects/locked").chmod(0o777)
         assert stats.status == "success" and stats.errors == 2
         assert all("Permission denied" in e for e in stats.error_samples), stats.error_samples
-        assert stats.deleted == 0 and set(live(store)) == {"locked/plan.pdf", "locked/sub/deep.txt", "top.md", "gone.md"}
+        # the entries of locked/ stay live (EACCES on stat: nothing known about them); gone.md is recorded
+        assert stats.deleted == 1 and set(live(store)) == {"locked/plan.pdf", "locked/sub/deep.txt", "top.md"}
         with as_unprivileged_user():
             stats = sync_container(src, store, "projects")
-        assert (stats.errors, stats.deleted) == (0, 1) and "gone.md" not in live(store)
+        assert (stats.errors, stats.deleted) == (0, 0) and set(live(store)) == {"locked/plan.pdf",
+                                                                                "locked/sub/deep.txt", "top.md"}
         store.close()
     finally:
         shutil.rmtree(base, ignore_errors=True)

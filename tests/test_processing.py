@@ -140,3 +140,55 @@ def test_files_a_leading_filter_skips_never_reach_the_files_step(store):
     stored = all_files(store)
     assert stored["f1"].metadata["processors"] == {"filter": {}, "recorder": {"seen": "v1"}}
     assert stored["f2"].excluded_by == "filter" and stored["f2"].processing_status == "skipped"
+
+
+def test_two_concurrent_files_steps_never_overwrite_a_decided_result(store_type, store_factory):
+    """Two runs' files steps on one container (a CLI sync beside a scheduled run: the files step takes
+    no lease) read the same pending files; A decides and saves them, then B's processors fail (A used up
+    the quota). B's results must not land on rows A already decided: a result is saved only on a row
+    that is still due (compare-and-set on the processing state), so nothing is processed again later."""
+    import threading
+
+    from file_connector_dagster.processing import commit_processing, open_processing
+
+    store, other = store_factory(store_type), store_factory(store_type)
+    store.migrate()
+    listed(store, [rec(n) for n in range(30)])
+    both_read = threading.Barrier(2)
+    a_saved = threading.Event()
+
+    class Racer(Processor):
+        type_name = "racer"
+
+        def __init__(self, fail: bool):
+            super().__init__(ProcessorOptions(max_attempts=3))
+            self.fail, self.calls = fail, 0
+
+        def process(self, batch, context):
+            first = self.calls == 0
+            self.calls += len(batch)
+            if first:
+                both_read.wait(30)  # both steps hold the same pending page
+            if self.fail:
+                assert a_saved.wait(30)
+                raise RuntimeError("quota used up")
+            return [ProcessResult.processed({"by": "a"}) for _ in batch]
+
+    a, b = Racer(fail=False), Racer(fail=True)
+    outcome: dict[str, object] = {}
+
+    def run_a() -> None:
+        outcome["a"] = commit_processing(store, open_processing(store, [a], ENDPOINT, C, page_size=30),
+                                         on_page=lambda page, stats: a_saved.set())
+
+    thread = threading.Thread(target=run_a)
+    thread.start()
+    stats_b = process_container(other, [b], ENDPOINT, C, page_size=30)
+    thread.join(60)
+    assert outcome["a"].outcomes["processed"] == 30 and a.calls == 30 and b.calls >= 30  # the work is done twice
+    assert stats_b.changed_meanwhile == 30  # B's results were not saved: A had decided those rows
+    files = all_files(store)
+    assert statuses(store) == {"processed": 30}
+    assert all(f.processing_attempts == 0 and f.processing_errors == [] and
+               f.metadata["processors"] == {"racer": {"by": "a"}} for f in files.values())
+    assert process_container(store, [Recorder()], ENDPOINT, C).pages == 0  # nothing left to do again

@@ -44,10 +44,11 @@ class LocalDetails(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class _Problem:
-    """Something the walk could not list: one error line; `incomplete` when files may hide behind it."""
+    """Something the walk could not list: one error line; `hides` is the path files may hide behind
+    (a folder or an entry it could not read; "" for the container's own folder), None when nothing does."""
 
     message: str
-    incomplete: bool = False
+    hides: str | None = None
 
 
 def _reason(exc: OSError) -> str:
@@ -129,6 +130,8 @@ class LocalSource(Source):
     # -- listing ----------------------------------------------------------------------------------
     # The one seam tests may replace to provoke I/O errors (EIO, ESTALE) that a real disk will not give on demand.
     _scandir = staticmethod(os.scandir)
+    # unreadable paths a listing keeps by name (in its cursor); beyond that the whole container is kept
+    MAX_UNREAD = 1000
 
     def sync(self, container: str, cursor: str | None, folders: Mapping[str, Folder]) -> Iterator[ChangePage]:
         dirs = self._container_dirs()
@@ -147,24 +150,31 @@ class LocalSource(Source):
         # when this listing started (kept when it resumes): what pending_changes counts changes from
         started = (after and state.get("started")) or datetime.now(timezone.utc).isoformat()
         starts = after is None
+        # what this listing could not read: its files are kept by the sweep at the end (per subtree);
+        # the whole container's folder, or more paths than a cursor should carry: no sweep at all
         incomplete = bool(state.get("incomplete"))
+        unread: list[str] = list(state.get("unread") or [])
         changes: list[FileRecord] = []
         errors: list[str] = []
         last_path: str | None = None
         for item in self._walk(top, container, after):
             if isinstance(item, _Problem):
                 errors.append(item.message)
-                incomplete = incomplete or item.incomplete
+                if item.hides == "" or (item.hides is not None and len(unread) >= self.MAX_UNREAD):
+                    incomplete, unread = True, []
+                elif item.hides is not None and not incomplete:
+                    unread.append(item.hides)
                 continue
             changes.append(item)
             last_path = item.path
             if len(changes) >= self.details.page_size:
                 yield ChangePage(upserts=changes, cursor=json.dumps({"after": last_path, "incomplete": incomplete,
-                                                                     "started": started}),
+                                                                     "unread": unread, "started": started}),
                                  full_listing=True, starts_listing=starts, errors=errors, api_calls=0)
                 starts, changes, errors = False, [], []
         yield ChangePage(upserts=changes, cursor=json.dumps({"complete": True, "started": started}), full_listing=True,
-                         starts_listing=starts, last=True, errors=errors, listing_incomplete=incomplete)
+                         starts_listing=starts, last=True, errors=errors, listing_incomplete=incomplete,
+                         incomplete_paths=unread)
 
     def pending_changes(self, container: str, state: SyncState, limit: int, budget_s: float) -> int:
         """Files and folders modified since the last complete listing started (a folder's mtime moves
@@ -226,7 +236,7 @@ class LocalSource(Source):
             return []  # removed since its parent was read: nothing left to list
         except OSError as exc:
             what = "cannot read folder" if isinstance(exc, PermissionError) else f"cannot read folder: {_reason(exc)}"
-            return _Problem(f"{rel_dir or '.'}: {what}", incomplete=True)
+            return _Problem(f"{rel_dir or '.'}: {what}", hides=rel_dir)
 
     def _walk(self, top: Path, container: str, after: tuple[str, ...] | None) -> Iterator["FileRecord | _Problem"]:
         """Depth-first, sorted by name, so paths come out in the order of their component tuples.
@@ -258,7 +268,7 @@ class LocalSource(Source):
             try:
                 is_link = entry.is_symlink()
             except OSError as exc:
-                yield _Problem(f"{rel}: cannot read: {_reason(exc)}", incomplete=True)
+                yield _Problem(f"{rel}: cannot read: {_reason(exc)}", hides=rel)
                 continue
             try:
                 st = os.stat(entry.path) if is_link else entry.stat(follow_symlinks=False)
@@ -271,7 +281,7 @@ class LocalSource(Source):
                     yield _Problem(f"{rel}: symlink loop, skipped")
                     continue
                 # a file or a folder we cannot see into: what it holds must not be tombstoned
-                yield _Problem(f"{rel}: cannot read: {_reason(exc)}", incomplete=True)
+                yield _Problem(f"{rel}: cannot read: {_reason(exc)}", hides=rel)
                 continue
             if is_link:
                 target = Path(os.path.realpath(entry.path))

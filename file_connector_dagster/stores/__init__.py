@@ -17,7 +17,7 @@ def open_store(config: "ConnectorConfig", migrate: bool = True) -> Store:
     if cfg.type == "sqlite":
         from .sqlite import SQLiteStore
 
-        store: Store = SQLiteStore(config.resolve_path(cfg.path))
+        store: Store = SQLiteStore(config.resolve_path(cfg.path), busy_timeout_s=cfg.busy_timeout_s)
     elif cfg.type == "postgres":
         from .postgres import PostgresStore
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from ..records import ChangePage, EndpointInfo, FileRecord, Folder, PageStats, SyncLog, SyncState, SyncStats
 from .protocol import Lease
@@ -140,12 +140,14 @@ class PageTx(ABC):
         """How many ids the container's listing_seen set holds."""
 
     @abstractmethod
-    def count_unseen(self, endpoint: str, container: str) -> int:
-        """How many live files of the container are not in its listing_seen set."""
+    def count_unseen(self, endpoint: str, container: str, keep: Sequence[str] = ()) -> int:
+        """How many live files of the container are not in its listing_seen set, leaving out those whose
+        path is one of `keep` or under one of them (path + "/")."""
 
     @abstractmethod
-    def tombstone_unseen(self, endpoint: str, container: str, now: datetime) -> int:
-        """Tombstone the live files of the container that are not in its listing_seen set. Returns how many."""
+    def tombstone_unseen(self, endpoint: str, container: str, now: datetime, keep: Sequence[str] = ()) -> int:
+        """Tombstone the live files of the container that are not in its listing_seen set, except those
+        at or under a `keep` path (one statement, whatever the number of paths). Returns how many."""
 
     @abstractmethod
     def save_state(self, endpoint: str, container: str, state: SyncState, lease_until: datetime) -> None:
@@ -265,7 +267,9 @@ class Store(ABC):
     def save_processing(self, endpoint: str, records: list[FileRecord]) -> int:
         """Store the processing columns (PROCESSING_COLUMNS) and metadata of each record, in one
         transaction, only where the row is still the version that was processed (same updated_at,
-        not deleted): a version that changed meanwhile stays pending. updated_at is not touched.
+        not deleted) and still due (processing_status pending): a version that changed meanwhile
+        stays pending, and a result a concurrent files step saved first is never overwritten.
+        updated_at is not touched.
 
         Returns:
             How many rows were written.

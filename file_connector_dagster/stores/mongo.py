@@ -5,11 +5,13 @@ come first and its cursor last, so a page cut short is simply applied again."""
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import bson.errors
 import pymongo
@@ -200,11 +202,15 @@ class _MongoTx(PageTx):
             [UpdateOne({**scope, "external_id": i}, {"$setOnInsert": scope}, upsert=True) for i in ids],
             ordered=False, session=self.session)
 
-    def _unseen(self, endpoint: str, container: str) -> Iterator[str]:
-        """External ids of the container's live files missing from listing_seen: a merge of two streams
-        sorted by external_id, so memory stays flat however large the container."""
+    def _unseen(self, endpoint: str, container: str, keep: Sequence[str] = ()) -> Iterator[str]:
+        """External ids of the container's live files missing from listing_seen (and not at or under a
+        `keep` path): a merge of two streams sorted by external_id, so memory stays flat however large
+        the container."""
         scope = {"endpoint": endpoint, "container": container}
-        live = self.db.files.find({**scope, "deleted_at": None}, {"_id": 0, "external_id": 1},
+        live_query: dict[str, Any] = {**scope, "deleted_at": None}
+        if keep:
+            live_query["$nor"] = [{"path": {"$regex": "^(?:" + "|".join(re.escape(p) for p in keep) + ")(?:/|$)"}}]
+        live = self.db.files.find(live_query, {"_id": 0, "external_id": 1},
                                   session=self.session).sort("external_id", ASCENDING)
         seen = self.db.listing_seen.find(scope, {"_id": 0, "external_id": 1},
                                          session=self.session).sort("external_id", ASCENDING)
@@ -221,12 +227,12 @@ class _MongoTx(PageTx):
         return self.db.listing_seen.count_documents({"endpoint": endpoint, "container": container},
                                                     session=self.session)
 
-    def count_unseen(self, endpoint: str, container: str) -> int:
-        return sum(1 for _ in self._unseen(endpoint, container))
+    def count_unseen(self, endpoint: str, container: str, keep: Sequence[str] = ()) -> int:
+        return sum(1 for _ in self._unseen(endpoint, container, keep))
 
-    def tombstone_unseen(self, endpoint: str, container: str, now: datetime) -> int:
+    def tombstone_unseen(self, endpoint: str, container: str, now: datetime, keep: Sequence[str] = ()) -> int:
         count, batch = 0, []
-        for external_id in self._unseen(endpoint, container):
+        for external_id in self._unseen(endpoint, container, keep):
             batch.append(external_id)
             if len(batch) >= _CHUNK:
                 count += self._tombstone({"endpoint": endpoint, "external_id": {"$in": batch}}, now)
@@ -250,12 +256,19 @@ class _MongoTx(PageTx):
 class MongoStore(Store):
     """Files in a MongoDB database (pymongo)."""
 
+    CONFLICT_FIRST_DELAY_S = 0.1
+    CONFLICT_MAX_DELAY_S = 5.0
+
     def __init__(self, uri: str, database: str, server_selection_timeout_ms: int = 15000,
-                 password: str | None = None):
+                 password: str | None = None, conflict_budget_s: float = 120.0):
         """Args:
             uri: a mongodb:// URI, best without the password, which
             password: is handed to pymongo as its own argument and scrubbed from every error message.
+            conflict_budget_s: how long a page's transaction retries write conflicts before it fails:
+                longer than a real mongod keeps a dead transaction (transactionLifetimeLimitSeconds, 60 s
+                by default, found by a reaper that runs every half of it: up to 90 s).
         """
+        self.conflict_budget_s = conflict_budget_s
         from ..config import split_uri_password
 
         uri, inline = split_uri_password(uri)  # a password left in the URI is handed over apart all the same
@@ -424,20 +437,36 @@ class MongoStore(Store):
 
     # -- pages ----------------------------------------------------------------------------------
     def in_transaction(self, operation: str, work: Callable[[PageTx], T]) -> T:
+        """Run `work` in one transaction. A write conflict (TransientTransactionError) is retried with
+        backoff until `conflict_budget_s` is spent: a concurrent page commits within moments, and a
+        transaction left open by a killed process holds its rows until the server aborts it
+        (transactionLifetimeLimitSeconds, 60 s by default), which the default budget outlasts."""
         with self._errors(operation):
             if not self._supports_transactions():
                 return work(_MongoTx(self.db, None))
-            for attempt in range(3):
+            started, attempts, delay = time.monotonic(), 0, self.CONFLICT_FIRST_DELAY_S
+            while True:
+                attempts += 1
                 with self.client.start_session() as session:
                     try:
                         with session.start_transaction():
                             return work(_MongoTx(self.db, session))
                     except pymongo.errors.PyMongoError as exc:
-                        # A write conflict with a concurrent writer is worth another go; a lost server is not.
-                        if (attempt == 2 or not exc.has_error_label("TransientTransactionError")
+                        # A write conflict is worth another go; a lost server is not.
+                        if (not exc.has_error_label("TransientTransactionError")
                                 or isinstance(exc, pymongo.errors.ConnectionFailure)):
                             raise
-            raise AssertionError("unreachable")
+                        pause = delay * random.uniform(0.5, 1.0)
+                        spent = time.monotonic() - started
+                        if spent + pause > self.conflict_budget_s:
+                            raise StoreError(
+                                f"{self.label}: {operation}: another transaction kept a write conflict on these "
+                                f"rows for {spent:.0f} s ({attempts} attempts; a transaction left open by a killed "
+                                "process ends after the server's transactionLifetimeLimitSeconds); nothing of the "
+                                "page was written, the cursor was not advanced; re-run to resume",
+                                retryable=True) from None
+                time.sleep(pause)
+                delay = min(delay * 2, self.CONFLICT_MAX_DELAY_S)
 
     # -- reading and processing -----------------------------------------------------------------
     def iter_files(self, endpoint: str, container: str | None = None, *, changed_since: datetime | None = None,
@@ -498,7 +527,7 @@ class MongoStore(Store):
         with self._errors(f"store processing results of {endpoint}"):
             result = self.db.files.bulk_write(
                 [UpdateOne({"endpoint": endpoint, "external_id": r.external_id, "updated_at": _ms(r.updated_at),
-                            "deleted_at": None},
+                            "deleted_at": None, "processing_status": PENDING},
                            {"$set": {"metadata": _plain(r.metadata), **_processing(r, saving=True)}}) for r in records],
                 ordered=False)
             return result.matched_count

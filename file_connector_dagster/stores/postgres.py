@@ -8,7 +8,7 @@ import re
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import psycopg2
 import psycopg2.extensions
@@ -60,6 +60,9 @@ _INSERT_NEW_SQL = _INSERT_SQL + "NOTHING RETURNING external_id"
 _UNSEEN = ("f.endpoint = %(endpoint)s AND f.container = %(container)s AND f.deleted_at IS NULL AND NOT EXISTS "
            "(SELECT 1 FROM listing_seen s WHERE s.endpoint = f.endpoint AND s.container = f.container "
            "AND s.external_id = f.external_id)")
+# the paths a listing could not read into: their files (and the files under them) are kept by the sweep
+_KEEP = (" AND NOT EXISTS (SELECT 1 FROM unnest(%(keep)s::text[]) k(p) WHERE f.path = k.p "
+         "OR starts_with(f.path, k.p || '/'))")
 _UNDER = "endpoint = %(endpoint)s AND container = %(container)s AND starts_with(path, %(prefix)s)"
 
 
@@ -251,16 +254,17 @@ class _PostgresTx(PageTx):
     # The sweep visits every live file of the container, so a hash anti join is the right plan; with the
     # statistics of a first load (listing_seen "empty") the planner picks a nested loop that rescans
     # listing_seen for every file, minutes for 100k files.
-    def count_unseen(self, endpoint: str, container: str) -> int:
+    def count_unseen(self, endpoint: str, container: str, keep: Sequence[str] = ()) -> int:
         self.cur.execute("SET LOCAL enable_nestloop = off")
-        count = self._value(f"SELECT count(*) FROM files f WHERE {_UNSEEN}", endpoint=endpoint, container=container)
+        count = self._value(f"SELECT count(*) FROM files f WHERE {_UNSEEN}{_KEEP if keep else ''}",
+                            endpoint=endpoint, container=container, keep=list(keep))
         self.cur.execute("SET LOCAL enable_nestloop = on")
         return count
 
-    def tombstone_unseen(self, endpoint: str, container: str, now: datetime) -> int:
+    def tombstone_unseen(self, endpoint: str, container: str, now: datetime, keep: Sequence[str] = ()) -> int:
         self.cur.execute("SET LOCAL enable_nestloop = off")
-        count = self._run(f"UPDATE files f SET deleted_at = %(now)s, updated_at = %(now)s WHERE {_UNSEEN}",
-                          endpoint=endpoint, container=container, now=now)
+        count = self._run(f"UPDATE files f SET deleted_at = %(now)s, updated_at = %(now)s WHERE {_UNSEEN}"
+                          f"{_KEEP if keep else ''}", endpoint=endpoint, container=container, now=now, keep=list(keep))
         self.cur.execute("SET LOCAL enable_nestloop = on")
         return count
 
@@ -528,7 +532,7 @@ class PostgresStore(Store):
                 "%s::timestamptz[], %s::int[], %s::text[]) AS v (external_id, updated_at, metadata, excluded_by, "
                 "processing_errors, processing_status, processed_key, processed_at, processing_attempts, content_hash) "
                 "WHERE f.endpoint = %s AND f.external_id = v.external_id AND f.updated_at = v.updated_at "
-                "AND f.deleted_at IS NULL",
+                "AND f.deleted_at IS NULL AND f.processing_status = 'pending'",
                 ([r.external_id for r in records], [r.updated_at for r in records],
                  [json.dumps(r.metadata, default=str, ensure_ascii=False) for r in records],
                  *([v[c] if c != "processing_errors" else json.dumps(v[c] or [], ensure_ascii=False) for v in values]

@@ -20,7 +20,8 @@ One sync of one container (ContainerSync):
                    alone (not rewritten, updated_at kept); anything else -> rewritten;
        folders     the folder tree a delta source keeps;
        the sweep   only on the last page of a COMPLETE full listing (not listing_incomplete): every
-                   live file of the container that the listing did not see is tombstoned. A listing that
+                   live file of the container that the listing did not see is tombstoned, except those
+                   at or under the page's incomplete_paths (folders it could not read). A listing that
                    began on an empty container (fresh) keeps no seen-set: it cannot have missed a file;
                    how many distinct files the listing saw (the seen-set's size, or a fresh listing's
                    new ids page by page) goes to its sync_logs row for the consistency check;
@@ -256,11 +257,12 @@ def _apply(tx: "PageTx", store: "Store", endpoint: str, container: str, page: Ch
             tx.mark_seen(endpoint, container, [r.external_id for r in page.upserts])
         if page.last and not page.listing_incomplete and not fresh:
             stats.seen_total = tx.count_seen(endpoint, container)
-            unseen = tx.count_unseen(endpoint, container)
+            keep = page.incomplete_paths  # what the listing could not read into is not known to be gone
+            unseen = tx.count_unseen(endpoint, container, keep)
             if unseen:
                 if budget is not None:
                     budget.check(tombstones + unseen)
-                tombstones += tx.tombstone_unseen(endpoint, container, now)
+                tombstones += tx.tombstone_unseen(endpoint, container, now, keep)
         if page.last and not fresh:
             tx.clear_seen(endpoint, container)
 

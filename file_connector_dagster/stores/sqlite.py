@@ -7,7 +7,7 @@ import os
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from ..errors import StoreError
 from ..records import EndpointInfo, FileRecord, Folder, SyncLog, SyncState, SyncStats, utcnow
@@ -166,12 +166,21 @@ class _SQLiteTx(PageTx):
         return self.conn.execute("SELECT count(*) FROM listing_seen WHERE endpoint=? AND container=?",
                                  (endpoint, container)).fetchone()[0]
 
-    def count_unseen(self, endpoint: str, container: str) -> int:
-        return self.conn.execute(f"SELECT count(*) FROM files WHERE {self._UNSEEN}", (endpoint, container)).fetchone()[0]
+    # the paths a listing could not read into, as one JSON array parameter
+    _KEEP = (" AND NOT EXISTS (SELECT 1 FROM json_each(?) k WHERE files.path = k.value "
+             "OR substr(files.path, 1, length(k.value) + 1) = k.value || '/')")
 
-    def tombstone_unseen(self, endpoint: str, container: str, now: datetime) -> int:
-        return self.conn.execute(f"UPDATE files SET deleted_at=?, updated_at=? WHERE {self._UNSEEN}",
-                                 (_ts(now), _ts(now), endpoint, container)).rowcount
+    def _unseen(self, keep: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+        return (self._UNSEEN + self._KEEP, (json.dumps(list(keep)),)) if keep else (self._UNSEEN, ())
+
+    def count_unseen(self, endpoint: str, container: str, keep: Sequence[str] = ()) -> int:
+        where, args = self._unseen(keep)
+        return self.conn.execute(f"SELECT count(*) FROM files WHERE {where}", (endpoint, container, *args)).fetchone()[0]
+
+    def tombstone_unseen(self, endpoint: str, container: str, now: datetime, keep: Sequence[str] = ()) -> int:
+        where, args = self._unseen(keep)
+        return self.conn.execute(f"UPDATE files SET deleted_at=?, updated_at=? WHERE {where}",
+                                 (_ts(now), _ts(now), endpoint, container, *args)).rowcount
 
     def save_state(self, endpoint: str, container: str, state: SyncState, lease_until: datetime) -> None:
         self.conn.execute(
@@ -188,12 +197,18 @@ class _SQLiteTx(PageTx):
 class SQLiteStore(Store):
     """Files in one SQLite database file (WAL mode, so readers never block the syncing writer)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, busy_timeout_s: float = 60.0):
+        """Args:
+            busy_timeout_s: how long a write waits for another connection's write lock (SQLite's busy
+                timeout); past it the operation fails with one line saying the database is locked.
+        """
         self.path = Path(path)
         self.label = f"sqlite:{self.path}"
+        self.busy_timeout_s = busy_timeout_s
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            self.conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
+                                        check_same_thread=False)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -225,7 +240,7 @@ class SQLiteStore(Store):
             try:
                 self.store.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StoreError(f"{self.store.label}: {self.operation}: {exc}") from None
+                raise self.store._error(self.operation, exc) from None
             return self.store.conn
 
         def __exit__(self, exc_type, exc, tb) -> bool:
@@ -239,8 +254,18 @@ class SQLiteStore(Store):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"{self.store.label}: {self.operation}: {exc}") from None
+                raise self.store._error(self.operation, exc) from None
             return False
+
+    def _error(self, operation: str, exc: sqlite3.Error) -> StoreError:
+        """One line: what failed, SQLite's reason, and what it means for the user."""
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            text += (f" (another process held its write lock for more than busy_timeout_s="
+                     f"{self.busy_timeout_s:g}; nothing of this was written)")
+        elif "full" in text or "disk I/O error" in text:  # ENOSPC; EFBIG (a file size limit) or a failing disk
+            text += " (the database cannot be written: is the disk full?; nothing of this was written)"
+        return StoreError(f"{self.label}: {operation}: {text}")
 
     def _tx(self, operation: str) -> "SQLiteStore._Tx":
         return SQLiteStore._Tx(self, operation)
@@ -391,7 +416,7 @@ class SQLiteStore(Store):
         with self._tx(f"store processing results of {endpoint}") as conn:
             return conn.executemany(  # rowcount: the rows all executions changed
                 f"UPDATE files SET {columns}, metadata=? WHERE endpoint=? AND external_id=? AND updated_at=? "
-                "AND deleted_at IS NULL",
+                "AND deleted_at IS NULL AND processing_status='pending'",
                 [(*_processing_row(rec, saving=True), json.dumps(rec.metadata, default=str, ensure_ascii=False),
                   endpoint, rec.external_id, _ts(rec.updated_at)) for rec in records]).rowcount
 

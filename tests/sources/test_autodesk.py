@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from typing import Any
 import pytest
 
 from file_connector_dagster.config import parse_config
+from file_connector_dagster import engine
 from file_connector_dagster.engine import sync_container
-from file_connector_dagster.errors import ConfigError, SourceError
+from file_connector_dagster.errors import ConfigError, SourceError, SyncInterrupted
 from file_connector_dagster.sources.autodesk import AutodeskDetails, AutodeskSource
 from file_connector_dagster.stores.base import Store
 from file_connector_dagster.stores.sqlite import SQLiteStore
@@ -312,6 +314,41 @@ def test_a_token_expiring_mid_sync_is_renewed_once(fake: FakeAPS, sqlite: SQLite
     fake.revoke_tokens_after(30)
     stats = sync_container(make_source(fake), sqlite, tower.id)
     assert stats.status == "success" and fake.count("401") == 1 and fake.tokens_issued == 2
+    assert_in_step(sqlite, tower)
+
+
+def test_ctrl_c_stops_the_fetchers_retry_after_wait_at_once(fake: FakeAPS, sqlite: SQLiteStore) -> None:
+    """Ctrl-C (engine.STOP, as the CLI's SIGINT handler sets it) while the fetch thread waits out a
+    Retry-After of 100 s: the sync stops at once, the thread with it, and nothing more is requested."""
+    tower = project(fake, "Tower A")
+    fault = fake.inject(429, match="/contents", count=1000, skip=20, retry_after="100")
+    source = make_source(fake, max_wait_s=150, throttle_budget_s=300)
+
+    def press_ctrl_c() -> None:
+        while fake.count("fault429") == 0:
+            time.sleep(0.02)
+        time.sleep(0.3)  # the fetcher is waiting out Retry-After: 100 now
+        engine.STOP.set()
+
+    pressing = threading.Thread(target=press_ctrl_c)
+    pressing.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(SyncInterrupted):
+            sync_container(source, sqlite, tower.id)
+    finally:
+        pressing.join()
+        engine.STOP.clear()
+    assert time.monotonic() - started < 10
+    assert not [t for t in threading.enumerate() if t.name == "page-prefetch"]
+    requests = sum(fake.counts.values())
+    time.sleep(0.5)
+    assert sum(fake.counts.values()) == requests and fake.count("fault429") == 1
+    log = sqlite.sync_logs(ENDPOINT)[0]
+    assert log.status == "interrupted" and sqlite.sync_state(ENDPOINT, tower.id).running_sync is None
+
+    fault.count = 0  # the provider is fine again: the same source resumes and finishes
+    assert sync_container(source, sqlite, tower.id).status == "success"
     assert_in_step(sqlite, tower)
 
 

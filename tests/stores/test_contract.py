@@ -161,6 +161,19 @@ def test_incomplete_listing_skips_the_sweep(store):
     assert not store.sync_state(ENDPOINT, C).listing_in_progress
 
 
+def test_sweep_keeps_what_the_listing_could_not_read(store):
+    """incomplete_paths: files at or under an unreadable path stay live; every other unseen file (also
+    one whose path merely starts with the same letters, or holds LIKE/regex characters) is tombstoned."""
+    paths = {1: "a/x.txt", 2: "a/y/z.txt", 3: "ab/w.txt", 4: "c.txt", 5: "a", 6: "a%_.(x)/q.txt", 7: "d/e.txt",
+             8: "a%_.(x)/r.txt"}
+    apply(store, *(rec(n, path=p) for n, p in paths.items()))
+    stats = apply(store, rec(4, path="c.txt"), full_listing=True, starts_listing=True, last=True, cursor="done",
+                  incomplete_paths=["a", "a%_.(x)/q.txt", "d/e.txt/"])
+    assert stats.deleted == 3  # ab/w.txt, a%_.(x)/r.txt, and d/e.txt ("d/e.txt/" names only what is under it)
+    assert {f.path for f in all_files(store, include_deleted=False).values()} == {
+        "a/x.txt", "a/y/z.txt", "c.txt", "a", "a%_.(x)/q.txt"}
+
+
 def test_sweep_only_touches_its_container(store):
     apply(store, rec(1), rec(2))
     store.apply_page(ENDPOINT, "other", ChangePage(upserts=[rec(3)], cursor="o"))

@@ -107,3 +107,38 @@ def test_upgrade_to_per_file_processing_state(mongo_uri, mongo_db):
         assert {k: (f.processing_status, f.processed_key) for k, f in files.items()} == {
             "f0": ("processed", "v1"), "f1": ("skipped", "v1"), "f2": ("pending", None), "f3": ("pending", None)}
         assert [r.external_id for p in store.iter_due(ENDPOINT, "c") for r in p] == ["f2", "f3"]
+
+
+def test_a_write_conflict_is_waited_out_with_backoff_then_fails_in_one_line(mongo_uri, mongo_db):
+    """Another transaction holding a page's rows (a concurrent writer, or one a killed process left open
+    until the server aborts it) is waited out with backoff; past the budget the page fails in one line
+    naming endpoint and container, writes nothing and leaves the cursor."""
+    import threading
+    import time
+
+    with MongoStore(mongo_uri, mongo_db, conflict_budget_s=2) as store, pymongo.MongoClient(mongo_uri) as other:
+        store.migrate()
+        store.apply_page(ENDPOINT, "c", ChangePage(upserts=[rec(1)], cursor="1"))
+        holder = other.start_session()
+        holder.start_transaction()
+        other[mongo_db].files.update_one({"endpoint": ENDPOINT, "external_id": "f1"}, {"$set": {"size": 1}},
+                                         session=holder)
+        started = time.monotonic()
+        with pytest.raises(StoreError) as failure:
+            store.apply_page(ENDPOINT, "c", ChangePage(upserts=[rec(1, "v2")], cursor="2"))
+        assert 1.0 <= time.monotonic() - started < 8
+        message = str(failure.value)
+        assert "\n" not in message and f"apply page of {ENDPOINT}/c" in message and "write conflict" in message
+        assert "cursor was not advanced" in message and failure.value.retryable
+        assert store.sync_state(ENDPOINT, "c").cursor == "1" and all_files(store)["f1"].change_key == "v1"
+
+        # within the budget: the page commits as soon as the other transaction ends
+        store.conflict_budget_s = 30
+        release = threading.Timer(1.5, holder.abort_transaction)
+        release.start()
+        started = time.monotonic()
+        store.apply_page(ENDPOINT, "c", ChangePage(upserts=[rec(1, "v2")], cursor="2"))
+        assert 1.4 <= time.monotonic() - started < 10
+        release.join()
+        holder.end_session()
+        assert store.sync_state(ENDPOINT, "c").cursor == "2" and all_files(store)["f1"].change_key == "v2"

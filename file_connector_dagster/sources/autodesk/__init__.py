@@ -56,7 +56,7 @@ class AutodeskSource(Source):
     @property
     def auth(self) -> ApsAuth:
         if self._auth is None:
-            self._auth = ApsAuth(self.details, self.session, f"endpoint {self.endpoint!r}")
+            self._auth = ApsAuth(self.details, self.session, f"endpoint {self.endpoint!r}", self.cancel_event)
         return self._auth
 
     def _label(self, container: str | None = None) -> str:
@@ -66,7 +66,8 @@ class AutodeskSource(Source):
         return f"endpoint {self.endpoint!r}, container {container!r}" + (f" ({name})" if name else "")
 
     def _client(self, container: str | None = None, budget_s: float | None = None) -> ApsClient:
-        return ApsClient(self.details, self.session, self.auth, self._label(container), budget_s=budget_s)
+        return ApsClient(self.details, self.session, self.auth, self._label(container), self.cancel_event,
+                         budget_s=budget_s)
 
     def close(self) -> None:
         if self._session is not None:

@@ -52,8 +52,9 @@ def _basic(user: str, password: str) -> str:
 class ApsAuth:
     """Bearer headers for the 2-legged client-credentials flow; one token shared by the source's clients."""
 
-    def __init__(self, details: AutodeskDetails, session: requests.Session, label: str):
-        self.details, self.session, self.label = details, session, label
+    def __init__(self, details: AutodeskDetails, session: requests.Session, label: str,
+                 cancel: threading.Event | None = None):
+        self.details, self.session, self.label, self.cancel = details, session, label, cancel
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = threading.Lock()
@@ -74,7 +75,7 @@ class ApsAuth:
         client = HttpClient(f"{self.label}: authentication", session=self.session, timeout_s=d.timeout_s,
                             policy=RetryPolicy(max_wait_s=d.max_wait_s, total_wait_s=d.throttle_budget_s,
                                                backoff_base_s=d.backoff_base_s),
-                            describe_error=describe_aps_error)
+                            describe_error=describe_aps_error, cancel=self.cancel)
         try:
             response = client.request("POST", f"{d.api_url}/authentication/v2/token",
                                       data={"grant_type": "client_credentials", "scope": SCOPE},
@@ -100,7 +101,7 @@ class ApsClient:
     """The Data Management calls, paced per endpoint family, with one-line errors."""
 
     def __init__(self, details: AutodeskDetails, session: requests.Session, auth: ApsAuth, label: str,
-                 budget_s: float | None = None):
+                 cancel: threading.Event | None = None, budget_s: float | None = None):
         """budget_s: for a quick check, every retry and timeout fits into that many seconds."""
         d = self.details = details
         self.api_url = d.api_url
@@ -113,7 +114,7 @@ class ApsClient:
             timeout = min(d.timeout_s, max(1.0, budget_s / 3))
         self.http = HttpClient(label, auth=auth, session=session, policy=policy, timeout_s=timeout,
                                describe_error=describe_aps_error, link_origin=d.api_url,
-                               pacing=AdaptivePacing(initial_gap_s=d.slow_down_gap_s))
+                               pacing=AdaptivePacing(initial_gap_s=d.slow_down_gap_s), cancel=cancel)
         self.projects_bucket = self._bucket(f"{host} projects", d.projects_requests_per_minute)
         self.contents_bucket = self._bucket(f"{host} contents", d.contents_requests_per_minute)
         self.region_headers = {"x-ads-region": d.region}

@@ -110,7 +110,8 @@ class GoogleDriveSource(Source):
     @property
     def auth(self) -> ServiceAccountAuth:
         if self._auth is None:
-            self._auth = ServiceAccountAuth(self.details, self.session, f"endpoint {self.endpoint!r}", self.base_dir)
+            self._auth = ServiceAccountAuth(self.details, self.session, f"endpoint {self.endpoint!r}", self.base_dir,
+                                            self.cancel_event)
         return self._auth
 
     def _label(self, container: str | None = None) -> str:

@@ -127,8 +127,10 @@ class ServiceAccountAuth:
     REFRESH_MARGIN_S = 60.0
     ASSERTION_LIFETIME_S = 3600  # the longest Google accepts
 
-    def __init__(self, details: GoogleDriveDetails, session: requests.Session, label: str, base_dir: Path):
+    def __init__(self, details: GoogleDriveDetails, session: requests.Session, label: str, base_dir: Path,
+                 cancel: threading.Event | None = None):
         self.details, self.session, self.label, self.base_dir = details, session, label, base_dir
+        self.cancel = cancel
         self._key: ServiceAccountKey | None = None
         self._token: str | None = None
         self._expires = 0.0
@@ -170,7 +172,7 @@ class ServiceAccountAuth:
             if not refresh and self._token and time.monotonic() < self._expires:
                 return self._token
             client = HttpClient(self.label, session=self.session, timeout_s=self.details.timeout_s,
-                                errors=GOOGLE_ERRORS)
+                                errors=GOOGLE_ERRORS, cancel=self.cancel)
             data = {"grant_type": JWT_BEARER, "assertion": self._assertion()}
             try:
                 response = client.request("POST", self.token_url, data=data, ok_statuses=frozenset({400, 401, 403}),
