@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: install test soak bench bench-processing bench-runs bench-autodesk bench-drive sync dev
+.PHONY: install test soak bench bench-1m bench-processing bench-runs bench-autodesk bench-drive sync dev
 
 install:
 	$(PYTHON) -m pip install -q -e .
@@ -20,6 +20,13 @@ bench:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -n | tail -1) main start
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 	$(PYTHON) benchmarks/run.py $(BENCH_ARGS)
+
+# Not part of `make test` nor `make bench`: P1-P3 at 1,000,000 items into PostgreSQL against the floor and dlt
+# (about 12 minutes), written to docs/benchmarks-1m.md.
+bench-1m:
+	$(PYTHON) -m pip install -q -e ".[test,bench]"
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -n | tail -1) main start
+	$(PYTHON) benchmarks/run.py --items 1000000 --stores postgres --small-items 0 --endpoints 0 --out docs/benchmarks-1m.md
 
 # Not part of `make test`: the Google Drive source into PostgreSQL against fetch+parse of the same pages,
 # at 25k and 100k files (docs/google_drive.md, Performance). DRIVE_BENCH_ARGS="--files 100000 --rounds 3".

@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .config import check_environment, config_path, load_config, missing_environment, redact
 from .engine import orphaned_endpoints
@@ -116,20 +117,27 @@ def cmd_sync(args: argparse.Namespace) -> int:
         STOP.set()
 
     previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    # Start-up (importing Dagster, the definitions, an ephemeral instance) builds a few hundred thousand
+    # long-lived objects and next to no garbage: cyclic collections meanwhile are a quarter of its CPU.
+    # They resume once the runs are about to start (or when the command ends).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        return _sync(args, done)
+        return _sync(args, done, gc.enable if collecting else lambda: None)
     except (KeyboardInterrupt, _Interrupted) as exc:
         where = f" during {exc.where}" if isinstance(exc, _Interrupted) and exc.where else ""
         print(f"interrupted{where}: {plural(len(done), 'container')} synced, the rest not started; a re-run "
               "resumes from the last committed page", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
+        if collecting:
+            gc.enable()
         STOP.clear()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 
 
-def _sync(args: argparse.Namespace, done: list[str]) -> int:
+def _sync(args: argparse.Namespace, done: list[str], started_up: Callable[[], None]) -> int:
     from .engine import STOP
     from .defs import build_definitions
     from .defs.assets import files_key, listing_key, partitions_for
@@ -149,6 +157,7 @@ def _sync(args: argparse.Namespace, done: list[str]) -> int:
     defs = build_definitions(path, retries=False)  # a terminal reports a failure at once
     instance = _dagster_instance()
     plugins = PluginManager.from_config(config, log=lambda line: print(redact(line), file=sys.stderr)).start()
+    started_up()
     log_level = "INFO" if args.verbose else "CRITICAL"  # failures are one line each in the table
     rows, failed = [], 0
     for ep in endpoints:

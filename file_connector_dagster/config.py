@@ -206,6 +206,14 @@ class DeleteGuardConfig(_Strict):
         return DeleteGuard(self.max_share, self.max_count, allow or self.allow_mass_delete)
 
 
+class DiscoveryConfig(_Strict):
+    """How the discovery sensor treats a known container that is missing at the source: reported on
+    every tick, then, once it has been missing for `vanished_grace_hours`, its files are tombstoned and
+    its partition removed (long enough to ride out a permissions glitch or a provider outage)."""
+
+    vanished_grace_hours: float = Field(default=24.0, ge=0, le=24 * 365)
+
+
 class ProcessorConfig(BaseModel):
     """One processor of an endpoint: its type, an optional name (the key of its results under
     metadata.processors; default the type) and its options (validated by the processor's Options)."""
@@ -272,6 +280,7 @@ class EndpointConfig(_Strict):
     processors: list[ProcessorConfig] = Field(default_factory=list)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     delete_guard: DeleteGuardConfig = Field(default_factory=DeleteGuardConfig)  # default: the top-level one
+    discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)  # default: the top-level one
 
     @field_validator("name")
     @classmethod
@@ -437,6 +446,7 @@ class ConnectorConfig(_Strict):
     reports_dir: str = ".file_connector/reports"  # where report/<endpoint> writes CSV / Parquet (relative: to this file)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     delete_guard: DeleteGuardConfig = Field(default_factory=DeleteGuardConfig)  # for endpoints without their own
+    discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)  # for endpoints without their own
     base_dir: Path = Field(default=Path("."), exclude=True)  # relative paths resolve against it
 
     @model_validator(mode="after")
@@ -446,6 +456,8 @@ class ConnectorConfig(_Strict):
         for ep in self.endpoints:
             if "delete_guard" not in ep.model_fields_set:
                 ep.delete_guard = self.delete_guard
+            if "discovery" not in ep.model_fields_set:
+                ep.discovery = self.discovery
         return self
 
     def endpoint(self, name: str) -> EndpointConfig:
@@ -558,13 +570,29 @@ MAX_CONFIG_NODES = 200_000  # YAML nodes after expanding aliases: refuses alias 
 MAX_CONFIG_DEPTH = 64
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses duplicate keys, deep nesting and documents that aliases would
+# libyaml's parser (C) feeds the events to PyYAML's Python composer, which this loader bounds; the
+# pure-Python scanner and parser took ~0.3 s for 500 endpoints (docs/benchmarks.md, P4).
+try:
+    from yaml.cyaml import CParser as _EventSource
+except ImportError:  # PyYAML built without libyaml
+    class _EventSource(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):  # type: ignore[no-redef]
+        def __init__(self, stream: str):
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+
+
+class _BoundedLoader(yaml.composer.Composer, _EventSource, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """A safe loader that refuses duplicate keys, deep nesting and documents that aliases would
     expand beyond MAX_CONFIG_NODES nodes. Counting happens while composing, before any object is
-    built, so a bomb costs milliseconds and no memory."""
+    built, so a bomb costs milliseconds and no memory. (Composer comes first: its Python
+    compose_node, which the bounds wrap, replaces libyaml's own.)"""
 
     def __init__(self, stream: str):
-        super().__init__(stream)
+        _EventSource.__init__(self, stream)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
         self._nodes = 0
         self._depth = 0
         self._sizes: dict[int, int] = {}

@@ -7,9 +7,11 @@ so the CLI, tests and Dagster all run this same code.
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -152,6 +154,19 @@ class Prefetch:
         self._thread.join(wait_s)
 
 
+@contextmanager
+def heap_frozen() -> Iterator[None]:
+    """Leave the objects alive now (Dagster's and ours: a few hundred thousand) out of the cyclic garbage
+    collector's walks until the block ends. A listing allocates a record and a few dicts per file, which
+    triggers full collections that would otherwise walk all of them each time (about a third of a first
+    sync's CPU). They are handed back to the collector afterwards, so nothing lives longer than it would."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def commit_changes(store: Store, stream: ChangeStream,
                    on_page: Callable[[ChangePage, SyncStats], None] | None = None, prefetch: int = 2) -> SyncStats:
     """Sync the stream's container (protocol.ContainerSync): take its lease, read its cursor under it, apply
@@ -162,6 +177,12 @@ def commit_changes(store: Store, stream: ChangeStream,
 
     A failure leaves the cursor at the last committed page, records the sync as failed and re-raises.
     """
+    with heap_frozen():
+        return _commit_changes(store, stream, on_page, prefetch)
+
+
+def _commit_changes(store: Store, stream: ChangeStream, on_page: Callable[[ChangePage, SyncStats], None] | None,
+                    prefetch: int) -> SyncStats:
     sync = ContainerSync(store, stream.endpoint, stream.container, stream.guard, full=stream.full).start()
     stream.source.cancel_event.clear()
     started = time.monotonic()

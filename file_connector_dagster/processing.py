@@ -118,9 +118,8 @@ def run_chain(processors: Sequence["Processor"], batch: list[FileRecord], contex
                 status[record.external_id] = outcome
             record.content_hash = best_hash(record)
         active = still_active
-    for record in batch:
+    for record in batch:  # content_hash: already set after the last processor that saw the record
         outcome = status.get(record.external_id, "processed")
-        record.content_hash = best_hash(record)
         record.processed_at = now
         # failed (attempts left) and pending files stay due; the others are decided for this change key
         record.processing_status = "pending" if outcome in ("failed", "pending") else outcome

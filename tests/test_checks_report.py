@@ -156,6 +156,25 @@ def test_checks_go_red_for_the_right_container(workdir):
             == "SUCCEEDED"
 
 
+def test_many_endpoints_share_a_few_check_ops_and_every_check_runs(tmp_path):
+    """55 endpoints: their checks come from two multi-asset checks (50 endpoints, then 5), both in the checks job."""
+    names = [f"share-{i:03}" for i in range(55)]
+    (tmp_path / "connector.yaml").write_text("store: {type: sqlite, path: inv.db}\nendpoints:\n" + "".join(
+        f"  - {{name: {n}, type: local, endpoint_details: {{roots: {n}}}}}\n" for n in names))
+    defs = build_definitions(tmp_path / "connector.yaml", retries=False)
+    checks_job = defs.resolve_job_def("file_connector_checks")
+    assert sorted(node.name for node in checks_job.nodes) == ["inventory_checks", "inventory_checks_1"]
+    expected = {(key(n), check) for n in names for key, check in
+                [(listing_key, "freshness"), (listing_key, "listing_errors"), (listing_key, "consistency"),
+                 (files_key, "processing_errors")]}
+    assert {(k.asset_key, k.name) for k in checks_job.asset_layer.asset_graph.asset_check_keys} == expected
+    with instance_for_test() as instance:  # the second op alone (the first runs in the tests above)
+        result = checks_job.execute_in_process(instance=instance, op_selection=["inventory_checks_1"])
+    assert result.success
+    assert {(e.asset_key, e.check_name) for e in result.get_asset_check_evaluations()} == \
+        {(key, check) for key, check in expected if key.path[0] in names[50:]}
+
+
 def test_report_asset_summarises_and_writes_csv(workdir):
     defs = build_definitions(workdir / "connector.yaml", retries=False)
     job = defs.resolve_job_def(job_name(load_config(workdir / "connector.yaml").endpoint("team-share")))

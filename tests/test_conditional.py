@@ -126,6 +126,54 @@ def test_local_folder_pending_changes(tmp_path):
                                         "not a folder (and 2 more)")
 
 
+def test_a_failed_run_is_requested_again_with_the_same_pending_changes(tmp_path):
+    share = tmp_path / "share"
+    (share / "alpha").mkdir(parents=True)
+    (share / "alpha/a.txt").write_text("x")
+    config = write_config(tmp_path, {
+        "name": "share", "type": "local", "endpoint_details": {"roots": "share", "containers": "subfolders"},
+        "schedule": {"type": "conditional", "condition": "check_file_count", "file_count_threshold": 2}})
+    sync_all(config, "share")
+    time.sleep(1.1)  # past the probe's 1 s clock tolerance
+    for name in ("b.txt", "c.txt"):
+        (share / "alpha" / name).write_text("new")
+    defs = build_definitions(config, retries=False)  # a vanished folder is retryable: no waiting here
+    job = defs.resolve_job_def("Sync_share")
+
+    def run(request, instance, fail: bool) -> bool:
+        """Launch the request as the daemon does (its tags and run key); `fail`: the folder is gone meanwhile."""
+        if fail:
+            os.rename(share / "alpha", tmp_path / "alpha-away")
+        try:
+            return job.execute_in_process(partition_key=request.partition_key, instance=instance,
+                                          raise_on_error=False,
+                                          tags={**request.tags, "dagster/run_key": request.run_key}).success
+        finally:
+            if fail:
+                os.rename(tmp_path / "alpha-away", share / "alpha")
+
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("share_containers", ["alpha"])
+        first = evaluate(defs, instance, "sync_share_schedule")
+        [request] = first.run_requests
+        assert request.partition_key == "alpha" and request.run_key.startswith("share:changes:")
+        basis = request.run_key
+        assert not run(request, instance, fail=True)
+
+        # the same pending changes (nothing was stored): requested again under a new key, stable across ticks
+        [again] = evaluate(defs, instance, "sync_share_schedule", cursor=first.cursor).run_requests
+        assert again.run_key == f"{basis}:retry-1"
+        assert evaluate(defs, instance, "sync_share_schedule").run_requests[0].run_key == again.run_key
+        assert not run(again, instance, fail=True)
+        [third] = evaluate(defs, instance, "sync_share_schedule").run_requests
+        assert third.run_key == f"{basis}:retry-2"
+
+        # it succeeds: the changes are synced, nothing is pending
+        assert run(third, instance, fail=False)
+        result = evaluate(defs, instance, "sync_share_schedule")
+        assert not result.run_requests and skip_message(result) == "no container has 2 pending changes (alpha: 0)"
+
+
 # -- check_file_count: SharePoint through the Graph fake ----------------------------------------------------
 @pytest.fixture
 def graph(monkeypatch):
@@ -183,6 +231,155 @@ def test_graph_delta_probe(tmp_path, graph):
         assert not evaluate(defs, instance, "sync_sp_schedule").run_requests
 
 
+# -- check_file_count: Google Drive through the Drive fake -------------------------------------------------
+@pytest.fixture
+def drive(tmp_path, monkeypatch):
+    from tests.fakes.drive import FakeDriveService
+
+    fake = FakeDriveService(tls=make_tls(), key_dir=tmp_path)
+    fake.add_shared_drive("Engineering", files=60, folders_every=10)
+    fake.user_drive(fake.subject, files=30, folders_every=10)
+    with fake:
+        monkeypatch.setenv(DRIVE_KEY_ENV, json.dumps(fake.key_info()))
+        yield fake
+
+
+DRIVE_KEY_ENV = "FC_TEST_DRIVE_PROBE_KEY"
+
+
+def test_google_drive_changes_probe(tmp_path, drive):
+    config = write_config(tmp_path, {
+        "name": "gd", "type": "google_drive",
+        "endpoint_details": {"service_account_key": "${" + DRIVE_KEY_ENV + "}", "subject": drive.subject,
+                             "shared_drives": "all", "my_drive": True, "api_url": drive.api_url,
+                             "ca_bundle": drive.tls.ca_path, "page_size": 2, "backoff_base_s": 0.05},
+        "schedule": {"type": "conditional", "condition": "check_file_count", "file_count_threshold": 3}})
+    keys = sync_all(config, "gd")
+    engineering = next(c for c in drive.corpora.values() if c.shared)
+    my_drive = drive.users[drive.subject]
+    assert keys == [engineering.id, "my-drive"]
+    defs = build_definitions(config)
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("gd_containers", keys)
+        result = evaluate(defs, instance, "sync_gd_schedule")
+        assert skip_message(result) == f"no container has 3 pending changes ({engineering.id}: 0, my-drive: 0)"
+
+        # below the threshold in My Drive (two changes), above it in the shared drive: a rename, a
+        # trashed file, a new one and edits, 12 changes on 6 pages (page_size 2)
+        files = list(engineering.live_files())
+        engineering.rename(files[0], "renamed.pdf")
+        engineering.trash(files[1])
+        engineering.add_file(engineering.base_id(0), "new.pdf")
+        for item_id in files[2:11]:
+            engineering.edit(item_id)
+        mine = list(my_drive.live_files())
+        my_drive.edit(mine[0])
+        my_drive.edit(mine[1])
+        store = open_store(load_config(config))
+        cursor_before = store.sync_state("gd", engineering.id).cursor
+        requests_before = drive.count("changes")
+        result = evaluate(defs, instance, "sync_gd_schedule")
+        assert list(requested(result, keys)) == [engineering.id]
+        assert store.sync_state("gd", engineering.id).cursor == cursor_before  # the probe stores nothing
+        assert drive.count("changes") - requests_before <= 2 + 2  # it stops counting at the threshold
+        store.close()
+
+        # Drive failing: a skipped tick naming the endpoint and the request, within the short budget
+        drive.inject(503, match="/changes", count=100)
+        started = time.monotonic()
+        result = evaluate(defs, instance, "sync_gd_schedule")
+        assert not result.run_requests
+        message = skip_message(result)
+        assert message.startswith(f"probe failed: endpoint 'gd', container '{engineering.id}'"), message
+        assert "GET /changes" in message and "503" in message and "(and 1 more)" in message, message
+        assert time.monotonic() - started < 30
+        drive.faults.clear()
+
+        # an expired page token: the next sync lists everything again, so it is due
+        drive.expire_page_tokens()
+        assert set(requested(evaluate(defs, instance, "sync_gd_schedule"), keys)) == set(keys)
+
+        # after the sync (a fresh listing), nothing is pending any more
+        sync_all(config, "gd")
+        result = evaluate(defs, instance, "sync_gd_schedule")
+        assert not result.run_requests, skip_message(result)
+
+
+# -- check_file_count: Autodesk ACC through the APS fake (folder roll-ups) ---------------------------------
+APS_SECRET_ENV = "FC_TEST_APS_PROBE_SECRET"
+
+
+def test_autodesk_rollup_probe(tmp_path, monkeypatch):
+    from tests.fakes.aps import FakeAPS
+
+    aps = FakeAPS(tls=make_tls())
+    tower = aps.add_project("Tower A", items=200, folders=12)
+    bridge = aps.add_project("Bridge B", items=20, folders=2)
+    monkeypatch.setenv(APS_SECRET_ENV, aps.client_secret)
+    with aps:
+        config = write_config(tmp_path, {
+            "name": "acc", "type": "autodesk",
+            "endpoint_details": {"client_id": aps.client_id, "client_secret": "${" + APS_SECRET_ENV + "}",
+                                 "hub": aps.hub_id, "api_url": aps.api_url, "ca_bundle": aps.tls.ca_path,
+                                 "page_size": 5, "backoff_base_s": 0.05, "slow_down_gap_s": 0,
+                                 "projects_requests_per_minute": 0, "contents_requests_per_minute": 0},
+            "schedule": {"type": "conditional", "condition": "check_file_count", "file_count_threshold": 3}})
+        keys = sync_all(config, "acc")
+        assert set(keys) == {tower.id, bridge.id}
+        defs = build_definitions(config)
+        with instance_for_test() as instance:
+            instance.add_dynamic_partitions("acc_containers", keys)
+            before = dict(aps.counts)
+            result = evaluate(defs, instance, "sync_acc_schedule")
+            assert not result.run_requests and "Tower A" not in skip_message(result)
+            assert skip_message(result).startswith("no container has 3 pending changes (") and ": 0, " in skip_message(result)
+            assert aps.counts["contents"] == before.get("contents", 0)  # nothing changed: topFolders only
+
+            # Tower: a new version deep down, a new file, a deleted (hidden) one: 3; Bridge: one new version
+            folders = tower.folder_ids()
+            deep = max(folders, key=lambda f: tower.path(f).count("/"))
+            items = [n.id for n in tower.nodes.values() if n.kind == "item" and not n.hidden]
+            tower.new_version(items[0])
+            tower.add_item(deep, "added.pdf")
+            tower.delete(items[1])
+            bridge.new_version(next(n.id for n in bridge.nodes.values() if n.kind == "item"))
+            store = open_store(load_config(config))
+            cursor_before = store.sync_state("acc", tower.id).cursor
+            result = evaluate(defs, instance, "sync_acc_schedule")
+            assert list(requested(result, keys)) == [tower.id], skip_message(result)
+            assert store.sync_state("acc", tower.id).cursor == cursor_before  # the probe stores nothing
+            store.close()
+
+            # APS failing: a skipped tick naming the endpoint and the request, within the short budget
+            aps.inject(503, match="/contents", count=100)
+            started = time.monotonic()
+            result = evaluate(defs, instance, "sync_acc_schedule")
+            assert not result.run_requests
+            message = skip_message(result)
+            assert message.startswith(f"probe failed: endpoint 'acc', container '{tower.id}'"), message
+            assert "folders/{folder}/contents" in message and "503" in message, message
+            assert time.monotonic() - started < 30
+            aps.faults.clear()
+
+            # after the sync, nothing is pending any more
+            sync_all(config, "acc")
+            result = evaluate(defs, instance, "sync_acc_schedule")
+            assert not result.run_requests, skip_message(result)
+
+            # a walk that began within the second of the newest roll-up (Bridge's) cannot tell a later change
+            # in that second (APS times have whole seconds): the probe says due, and the next walk settles it;
+            # Tower's newest roll-up is older, so its change in that second is counted (1, below 3)
+            aps.same_second = True
+            bridge.new_version(next(n.id for n in bridge.nodes.values() if n.kind == "item"))
+            sync_all(config, "acc")
+            tower.new_version(items[2])
+            assert list(requested(evaluate(defs, instance, "sync_acc_schedule"), keys)) == [bridge.id]
+            aps.same_second = False
+            sync_all(config, "acc")
+            result = evaluate(defs, instance, "sync_acc_schedule")
+            assert not result.run_requests, skip_message(result)
+
+
 def test_source_that_cannot_probe_is_a_config_error(tmp_path, monkeypatch):
     from file_connector_dagster.sources import base
     from tests.test_registry import PLUGIN
@@ -195,7 +392,7 @@ def test_source_that_cannot_probe_is_a_config_error(tmp_path, monkeypatch):
                                      "schedule": {"type": "conditional", "condition": "check_file_count"}}]})
     assert str(error.value) == (
         "connector.yaml: endpoint 'box': schedule: condition check_file_count needs a source that can count "
-        "pending changes; type 'dropbox' cannot (types that can: local, sharepoint)")
+        "pending changes; type 'dropbox' cannot (types that can: autodesk, google_drive, local, sharepoint)")
 
 
 # -- check_external_trigger ------------------------------------------------------------------------------

@@ -73,3 +73,74 @@ def test_vanished_container_is_reported_then_retired(tmp_path):
         sync_container(source, store, "beta")
         assert store.count_files("share", "beta") == 2
         source.close()
+
+
+def test_the_grace_period_is_configured_top_level_or_per_endpoint(tmp_path):
+    for name in ("share", "docs"):
+        for container in ("alpha", "beta"):
+            (tmp_path / name / container).mkdir(parents=True)
+            (tmp_path / name / container / "a.txt").write_text(container)
+    path = tmp_path / "connector.yaml"
+    path.write_text(
+        "store: {type: sqlite, path: inv.db}\ndiscovery: {vanished_grace_hours: 2}\nendpoints:\n"
+        "  - {name: share, type: local, endpoint_details: {roots: share, containers: subfolders}}\n"
+        "  - {name: docs, type: local, endpoint_details: {roots: docs, containers: subfolders},\n"
+        "     discovery: {vanished_grace_hours: 0.5}}\n")
+    config = load_config(path)
+    assert [ep.discovery.vanished_grace_hours for ep in config.endpoints] == [2, 0.5]
+    defs = build_definitions(path)
+
+    with instance_for_test() as instance, open_store(config) as store:
+        for name in ("share", "docs"):
+            sensor = defs.resolve_sensor_def(f"discover_{name}")
+            partitions = f"{name}_containers"
+
+            def tick(cursor):
+                with build_sensor_context(instance_ref=instance.get_ref(), resources=defs.resources,
+                                          cursor=cursor) as context:
+                    result = sensor(context)
+                for request in result.dynamic_partitions_requests:
+                    if isinstance(request, DeleteDynamicPartitionsRequest):
+                        for key in request.partition_keys:
+                            instance.delete_dynamic_partition(partitions, key)
+                    else:
+                        instance.add_dynamic_partitions(partitions, list(request.partition_keys))
+                return result
+
+            first = tick(None)
+            source = build_source(config, config.endpoint(name))
+            for key in ("alpha", "beta"):
+                sync_container(source, store, key)
+            source.close()
+            os.rename(tmp_path / name / "beta", tmp_path / f"{name}-beta-gone")
+            second = tick(first.cursor)
+            grace = {"share": 2, "docs": 0.5}[name]
+            assert second.skip_reason.skip_message.endswith(f"partition removed after {grace:g} h")
+
+            # missing for longer than this endpoint's grace (but less than the default 24 h): retired
+            cursor = json.loads(second.cursor)
+            cursor["vanished"]["beta"] = (datetime.now(timezone.utc) - timedelta(hours=grace, minutes=5)
+                                          ).isoformat(timespec="seconds")
+            third = tick(json.dumps(cursor))
+            assert "beta retired: partition removed, 1 files tombstoned" in third.skip_reason.skip_message
+            assert instance.get_dynamic_partitions(partitions) == ["alpha"]
+            assert store.count_files(name, "beta") == 0
+
+
+def test_a_wrong_grace_period_is_one_line_naming_the_field(tmp_path):
+    import pytest
+
+    from file_connector_dagster.errors import ConfigError
+
+    path = tmp_path / "connector.yaml"
+    path.write_text("discovery: {vanished_grace_hours: -1}\nendpoints:\n"
+                    "  - {name: share, type: local, endpoint_details: {roots: share},\n"
+                    "     discovery: {vanished_grace_hours: soon, grace: 2}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    lines = str(info.value).splitlines()
+    assert any("discovery.vanished_grace_hours: Input should be greater than or equal to 0" in line
+               for line in lines), lines
+    assert any("endpoint 'share': discovery.vanished_grace_hours: Input should be a valid number" in line
+               for line in lines), lines
+    assert any("endpoint 'share': discovery.grace: Extra inputs are not permitted" in line for line in lines), lines

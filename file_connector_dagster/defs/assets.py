@@ -7,11 +7,11 @@ inside a group named after the endpoint."""
 
 
 import warnings
+from functools import lru_cache
 
 from dagster import (
-    AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, BackfillPolicy, BetaWarning, Config, DynamicPartitionsDefinition,
-    Failure,
-    asset,
+    AssetExecutionContext, AssetKey, AssetsDefinition, BackfillPolicy, BetaWarning, Config, DynamicPartitionsDefinition,
+    Failure, In, OpDefinition, Out, op,
 )
 
 from ..config import EndpointConfig, dagster_name
@@ -56,54 +56,78 @@ ONE_RUN = BackfillPolicy.single_run()
 warnings.filterwarnings("ignore", message=".*`backfill_policy`.*", category=BetaWarning)
 
 
+# The ops are built once (per source type: the listing runs in the type's pool) and each endpoint gets
+# renamed copies (`<endpoint>__listing`, `<endpoint>__files`, the names `@asset` gave them); they read
+# their endpoint from the asset key they materialize and its settings from connector.yaml at run time.
+# `@asset` per endpoint cost ~1 ms each in signature inspection and config-schema inference
+# (docs/benchmarks.md, P4). (One op object shared by all endpoints would be cheaper still, but Dagster
+# 1.13 builds a graph holding it n times in n^2: 8 s for the implicit asset job of 500 endpoints.)
+def _listing(context: AssetExecutionContext, config: ListingConfig,
+             connector: FileConnectorResource) -> list[ChangeStream]:
+    name = endpoint_of(context.asset_key)
+    try:
+        endpoint = connector.endpoint(name)
+        source = connector.source(name)
+        with connector.store() as store:
+            register_endpoint(store, endpoint, connector.connector_config())
+    except FileConnectorError as exc:
+        if exc.retryable:
+            raise redacted(exc)
+        raise Failure(description=error_text(exc), allow_retries=False) from None
+    # nothing is read yet: the IO manager takes each container's lease, then reads its cursor
+    guard = endpoint.delete_guard.guard(allow=config.allow_mass_delete)
+    return [open_changes(source, container, full=config.full, guard=guard,
+                         processors=build_processors(endpoint.processors))
+            for container in context.partition_keys]
+
+
+def _files(context: AssetExecutionContext, listing: list[ChangedFiles],
+           connector: FileConnectorResource) -> ProcessingStreams:
+    processors = connector.endpoint(endpoint_of(context.asset_key)).processors
+    return ProcessingStreams(changed.process(build_processors(processors), context.log) for changed in listing)
+
+
+@lru_cache(maxsize=None)
+def _listing_op(source_type: str) -> OpDefinition:
+    return op(name="listing", pool=f"file_connector_{source_type}",
+              out={"listing": Out(io_manager_key="listings_io_manager")})(_listing)
+
+
+_FILES_OP = op(name="files", ins={"listing": In()}, out={"files": Out(io_manager_key="files_io_manager")})(_files)
+
+
 def build_endpoint_assets(endpoint: EndpointConfig, store_kind: str,
                           partitions: DynamicPartitionsDefinition) -> list[AssetsDefinition]:
     name = endpoint.name
     tags = {"file_connector/source": endpoint.type, "file_connector/endpoint": name}
-
-    @asset(
-        key=listing_key(name),
-        description=f"File listing of endpoint {name} ({endpoint.type}), one partition per container.",
+    op_name = listing_key(name).to_python_identifier()  # <endpoint>__listing, `-` as `_`
+    listing = AssetsDefinition.from_op(
+        _listing_op(endpoint.type).with_replaced_properties(name=op_name),
+        keys_by_output_name={"listing": listing_key(name)},
         partitions_def=partitions,
         group_name=group_name(endpoint),
-        kinds={endpoint.type, store_kind},
-        tags=tags,
-        io_manager_key="listings_io_manager",
-        pool=f"file_connector_{endpoint.type}",
+        descriptions_by_output_name={
+            "listing": f"File listing of endpoint {name} ({endpoint.type}), one partition per container."},
+        tags_by_output_name={"listing": {**tags, **_kind_tags(endpoint.type, store_kind)}},
         backfill_policy=ONE_RUN,
     )
-    def listing(context: AssetExecutionContext, config: ListingConfig,
-                connector: FileConnectorResource) -> list[ChangeStream]:
-        try:
-            source = connector.source(name)
-            with connector.store() as store:
-                register_endpoint(store, endpoint, connector.connector_config())
-        except FileConnectorError as exc:
-            if exc.retryable:
-                raise redacted(exc)
-            raise Failure(description=error_text(exc), allow_retries=False) from None
-        # nothing is read yet: the IO manager takes each container's lease, then reads its cursor
-        guard = connector.endpoint(name).delete_guard.guard(allow=config.allow_mass_delete)
-        return [open_changes(source, container, full=config.full, guard=guard,
-                             processors=build_processors(endpoint.processors))
-                for container in context.partition_keys]
-
-    @asset(
-        key=files_key(name),
+    files = AssetsDefinition.from_op(
+        _FILES_OP.with_replaced_properties(name=files_key(name).to_python_identifier()),
+        keys_by_input_name={"listing": listing_key(name)},
+        keys_by_output_name={"files": files_key(name)},
+        partitions_def=partitions,
+        group_name=group_name(endpoint),
         # Shown in the UI: why this node reads "Unsynced" after its listing was materialized alone.
-        description=f"Files of endpoint {name} after its processors "
-                    f"({', '.join(p.type for p in endpoint.processors) or 'none'}). The sync job runs it right "
-                    f"after the listing; materializing the listing alone leaves it Unsynced until it runs.",
-        ins={"listing": AssetIn(key=listing_key(name))},
-        partitions_def=partitions,
-        group_name=group_name(endpoint),
-        kinds={store_kind},
-        tags=tags,
-        io_manager_key="files_io_manager",
+        descriptions_by_output_name={
+            "files": f"Files of endpoint {name} after its processors "
+                     f"({', '.join(p.type for p in endpoint.processors) or 'none'}). The sync job runs it right "
+                     f"after the listing; materializing the listing alone leaves it Unsynced until it runs."},
+        tags_by_output_name={"files": {**tags, **_kind_tags(store_kind)}},
         backfill_policy=ONE_RUN,
     )
-    def files(context: AssetExecutionContext, listing: list[ChangedFiles]) -> ProcessingStreams:
-        return ProcessingStreams(changed.process(build_processors(endpoint.processors), context.log)
-                                 for changed in listing)
-
     return [listing, files]
+
+
+def _kind_tags(*kinds: str) -> dict[str, str]:
+    """What `kinds=` on an asset becomes (the UI's kind badges)."""
+    return {f"dagster/kind/{kind}": "" for kind in kinds}

@@ -33,9 +33,10 @@ def build_reports(config: ConnectorConfig) -> list[AssetsDefinition]:
     endpoints = config.active_endpoints
     if not endpoints:
         return []
+    hourly = AutomationCondition.on_cron("0 * * * *")  # immutable: one serves every spec
     specs = [AssetSpec(report_key(ep.name), deps=[files_key(ep.name)], group_name=group_name(ep),
                        kinds={"pandas", "csv"}, tags={"file_connector/endpoint": ep.name}, skippable=True,
-                       automation_condition=AutomationCondition.on_cron("0 * * * *"),
+                       automation_condition=hourly,
                        description=f"What endpoint {ep.name} holds: files and bytes per container, folder, type "
                                    f"and age; largest, duplicate, excluded, infected and errored files.")
              for ep in endpoints]

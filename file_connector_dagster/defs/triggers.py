@@ -10,8 +10,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from dagster import (
-    AssetSelection, AssetsDefinition, Backoff, DefaultScheduleStatus, DefaultSensorStatus, DynamicPartitionsDefinition,
-    JobDefinition, Jitter, RetryPolicy, RunRequest, ScheduleDefinition, ScheduleEvaluationContext, SensorDefinition,
+    AssetSelection, AssetsDefinition, Backoff, DagsterInstance, DagsterRunStatus, DefaultScheduleStatus,
+    DefaultSensorStatus, DynamicPartitionsDefinition, JobDefinition, Jitter, RetryPolicy, RunRequest, RunsFilter,
+    ScheduleDefinition, ScheduleEvaluationContext, SensorDefinition,
     SensorEvaluationContext, SensorResult, SkipReason, define_asset_job, in_process_executor, schedule, sensor,
 )
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -25,11 +26,9 @@ from .assets import group_name
 from .notifications import announce_containers
 from .resources import FileConnectorResource
 
-# How often a discovery sensor lists an endpoint's containers (README: "Dagster UI").
+# How often a discovery sensor lists an endpoint's containers (README: "Dagster UI"). How long a
+# vanished container waits before it is retired: `discovery.vanished_grace_hours` (config.py).
 DISCOVERY_INTERVAL_S = 300
-# How long a known container may be missing at the source before its files are tombstoned and its
-# partition removed: long enough to ride out a permissions glitch or a provider outage.
-VANISHED_GRACE_S = 24 * 3600
 
 # A tick syncs up to this many containers in one run (a partition range), each on its own inside it: a
 # site of 20 libraries costs one run worker, not 20.
@@ -87,6 +86,30 @@ def container_runs(containers: list[str], run_key: str, per_run: int = CONTAINER
 def _run_requests(endpoint: EndpointConfig, decision: Decision, known: list[str], trigger: str) -> list[RunRequest]:
     return container_runs(decision.containers, f"{endpoint.name}:{decision.basis}", known=known,
                           tags={"file_connector/trigger": trigger})
+
+
+RUN_BASIS = "file_connector/run_basis"  # a sensor's run key before retries (see _again_after_failure)
+_ENDED_BADLY = (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+
+
+def _again_after_failure(instance: DagsterInstance, requests: list[RunRequest]) -> list[RunRequest]:
+    """A sensor's run key is made of the state that calls for the run, so the same pending changes
+    never start two runs. Dagster launches a run key once, ever: if that run failed or was canceled,
+    the state has not moved and the key would block the sync until it does. Such a request gets the
+    key `<key>:retry-<n>` instead; while a run of the basis is queued, running or done, its own key
+    is requested again (and Dagster skips it)."""
+    result = []
+    for request in requests:
+        basis = request.run_key
+        filters = RunsFilter(tags={RUN_BASIS: basis})
+        latest = instance.get_runs(filters=filters, limit=1)
+        key = basis
+        if latest and latest[0].status in _ENDED_BADLY:
+            key = f"{basis}:retry-{instance.get_runs_count(filters=filters)}"
+        elif latest:
+            key = latest[0].tags.get("dagster/run_key", basis)
+        result.append(request.with_replaced_attrs(run_key=key, tags={**request.tags, RUN_BASIS: basis}))
+    return result
 
 
 def build_triggers(endpoint: EndpointConfig, job: JobDefinition,
@@ -151,19 +174,21 @@ def _sensor(endpoint: EndpointConfig, job: JobDefinition, partitions: DynamicPar
         decision = kind.decide(tick)
         cursor = json.dumps(decision.state if decision.state is not None else state)
         if decision.containers:
-            return SensorResult(run_requests=_run_requests(endpoint, decision, known, name), cursor=cursor)
+            requests = _again_after_failure(context.instance, _run_requests(endpoint, decision, known, name))
+            return SensorResult(run_requests=requests, cursor=cursor)
         return SensorResult(skip_reason=SkipReason(decision.skip_reason or "nothing to sync"), cursor=cursor)
 
     return _check
 
 
 def build_discovery_sensor(endpoint: EndpointConfig, job: JobDefinition,
-                           partitions: DynamicPartitionsDefinition, interval_s: int = DISCOVERY_INTERVAL_S,
-                           vanished_grace_s: float = VANISHED_GRACE_S) -> SensorDefinition:
+                           partitions: DynamicPartitionsDefinition,
+                           interval_s: int = DISCOVERY_INTERVAL_S) -> SensorDefinition:
     """Adds containers that appeared at the source as partitions and requests their first sync;
-    reports containers that vanished, and after `vanished_grace_s` tombstones their files and
-    removes their partitions (so schedules stop running them). Cursor: {"containers": [...],
-    "vanished": {key: first seen missing}, "retired": {key: when}} (times ISO, UTC)."""
+    reports containers that vanished, and after the endpoint's `discovery.vanished_grace_hours`
+    tombstones their files and removes their partitions (so schedules stop running them). Cursor:
+    {"containers": [...], "vanished": {key: first seen missing}, "retired": {key: when}} (times ISO, UTC)."""
+    vanished_grace_s = endpoint.discovery.vanished_grace_hours * 3600
 
     @sensor(
         name=f"discover_{group_name(endpoint)}",

@@ -20,9 +20,11 @@ Memory stays at one Graph page plus the folder tree.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import re
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -131,8 +133,27 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
+# msal's token cache and HTTP cache (the tenant's OpenID metadata), shared by the sources of one process that
+# authenticate as the same app: a CLI sync lists the containers and then runs the sync, each with its own
+# source, and would otherwise ask for the metadata and a token twice. Keyed by a hash of the secret, so a
+# changed secret never reuses a token obtained with the old one.
+_MSAL_CACHES: dict[tuple[str, str, str], tuple[Any, dict[Any, Any]]] = {}
+_MSAL_CACHES_LOCK = threading.Lock()
+
+
+def _msal_caches(authority: str, client_id: str, secret: str) -> tuple[Any, dict[Any, Any]]:
+    import msal
+
+    key = (authority, client_id, hashlib.sha256(secret.encode()).hexdigest())
+    with _MSAL_CACHES_LOCK:
+        if key not in _MSAL_CACHES:
+            _MSAL_CACHES[key] = (msal.TokenCache(), {})
+        return _MSAL_CACHES[key]
+
+
 class GraphAuth:
-    """Bearer headers from msal's client-credentials flow; msal caches and renews the token."""
+    """Bearer headers from msal's client-credentials flow; msal caches and renews the token (one cache per
+    app and secret in a process)."""
 
     def __init__(self, details: SharePointDetails, session: requests.Session, label: str):
         self.details, self.session, self.label = details, session, label
@@ -151,10 +172,12 @@ class GraphAuth:
 
             secret = self.details.client_secret.resolve(f"{self.label}: client_secret: ")
             host = self.details.authority_host.split(":")[0].lower()
+            token_cache, http_cache = _msal_caches(self.authority, self.details.client_id, secret)
             try:
                 self._app = msal.ConfidentialClientApplication(
                     self.details.client_id, client_credential=secret, authority=self.authority,
-                    http_client=self.session, instance_discovery=host in MICROSOFT_AUTHORITY_HOSTS)
+                    http_client=self.session, instance_discovery=host in MICROSOFT_AUTHORITY_HOSTS,
+                    token_cache=token_cache, http_cache=http_cache)
             except ValueError:
                 # msal replaces the server's answer with a generic text; the usual cause is the tenant
                 raise self._fail(f"tenant {self.details.tenant_id!r} not found (its OpenID configuration cannot "

@@ -83,43 +83,53 @@ def _copy_time(value: datetime | None) -> str:
     return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
 
 
-_PENDING_COPY = "\\N\t[]\tpending\t\\N\t\\N\t0\t\\N"  # a new or changed version, decided by nobody yet
+_PENDING_COPY = "\\N\t[]\tpending\t\\N\t\\N\t0\t"  # a new or changed version, decided by nobody yet (+ content_hash)
 
 
 def _copy_opt(value: str | None) -> str:
     return "\\N" if value is None else _copy_text(value)
 
 
-def _copy_processing(rec: FileRecord) -> str:
-    if rec.processing_status in (None, "pending") and rec.content_hash is None:
-        return _PENDING_COPY
-    p = processing_values(rec)
-    return "\t".join((
-        _copy_opt(p["excluded_by"]), _copy_text(json.dumps(p["processing_errors"] or [], ensure_ascii=False)),
-        _copy_text(p["processing_status"]), _copy_opt(p["processed_key"]), _copy_time(p["processed_at"]),
-        str(int(p["processing_attempts"] or 0)), _copy_opt(p["content_hash"])))
-
-
 def copy_rows(records: list[FileRecord]) -> io.StringIO:
     """The page's records as COPY text for page_files, PAGE_COLUMNS in order (also used by benchmarks/pg_upsert.py).
 
     The hot path of a first sync (a few microseconds a record): the text fields are checked for characters
-    that need escaping once, together, and escaped one by one only when some do.
+    that need escaping once, together, and escaped one by one only when some do; the processing columns
+    (base.processing_values) are written from the record's attributes, and a page's records decided in one
+    batch share one processed_at, formatted once.
     """
     lines = []
     append = lines.append
+    last_at: datetime | None = None
+    last_at_text = "\\N"
     for rec in records:
-        texts = [rec.external_id, rec.title, rec.path, rec.file_link, rec.mime_type, rec.change_key, rec.project_id,
-                 rec.user_id]
-        if _NEEDS_ESCAPE("".join([t for t in texts if t is not None])):
-            texts = [None if t is None else _copy_text(t) for t in texts]
-        external_id, title, path, link, mime, change_key, project_id, user_id = texts
+        external_id, title, path, link, mime, change_key, project_id, user_id, content_hash = texts = (
+            rec.external_id, rec.title, rec.path, rec.file_link, rec.mime_type, rec.change_key, rec.project_id,
+            rec.user_id, rec.content_hash)
+        if _NEEDS_ESCAPE(f"{external_id}{title}{path}{link}{mime}{change_key}{project_id}{user_id}{content_hash}"):
+            external_id, title, path, link, mime, change_key, project_id, user_id, content_hash = (
+                None if t is None else _copy_text(t) for t in texts)  # (None reads "None": nothing to escape)
+        created, updated, status = rec.date_created, rec.date_updated, rec.processing_status
+        if status is None or status == "pending":  # processing_values: a fresh pending state, the hash kept
+            processing = _PENDING_COPY + ("\\N" if content_hash is None else content_hash)
+        else:  # decided while its page committed: the record's own processing columns
+            at = rec.processed_at
+            if at is not last_at:
+                last_at, last_at_text = at, _copy_time(at)
+            errors = rec.processing_errors
+            processing = "\t".join((
+                _copy_opt(rec.excluded_by), _copy_text(json.dumps(errors, ensure_ascii=False)) if errors else "[]",
+                _copy_text(status), _copy_opt(key) if (key := rec.processed_key) is not rec.change_key else
+                ("\\N" if change_key is None else change_key), last_at_text, str(int(rec.processing_attempts or 0)),
+                "\\N" if content_hash is None else content_hash))
         append("\t".join((
-            external_id, title, path, "\\N" if link is None else link, _copy_time(rec.date_created),
-            _copy_time(rec.date_updated), "\\N" if rec.size is None else str(int(rec.size)),
+            external_id, title, path, "\\N" if link is None else link,
+            "\\N" if created is None else created.isoformat() if created.tzinfo else _copy_time(created),
+            "\\N" if updated is None else updated.isoformat() if updated.tzinfo else _copy_time(updated),
+            "\\N" if rec.size is None else str(int(rec.size)),
             "\\N" if mime is None else mime, "\\N" if change_key is None else change_key,
             "\\N" if project_id is None else project_id, "\\N" if user_id is None else user_id,
-            _metadata_json(rec.metadata).replace("\\", "\\\\"), _copy_processing(rec),
+            _metadata_json(rec.metadata).replace("\\", "\\\\"), processing,
         )))
     append("")
     return io.StringIO("\n".join(lines))

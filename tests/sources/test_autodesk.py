@@ -236,7 +236,11 @@ def test_a_missed_rollup_is_caught_by_the_periodic_full_listing(fake: FakeAPS, s
     assert stats.full_listing and stats.updated == 1 and stats.deleted == 0 and stats.unchanged == 2999
     assert_in_step(sqlite, tower)
     state = json.loads(sqlite.sync_state(ENDPOINT, tower.id).cursor)
-    assert set(state) == {"v", "full_at"}  # a finished walk keeps only when the last full listing began
+    # a finished walk keeps only when the last full listing began, and the newest top-folder roll-up
+    # when it began (what the conditional schedules' probe compares with)
+    assert set(state) == {"v", "full_at", "since"}
+    assert state["since"] == max(f["attributes"]["lastModifiedTimeRollup"]
+                                 for f in (tower.folder_json(tower.nodes[t]) for t in tower.top))
     assert not sync_container(make_source(fake), sqlite, tower.id).full_listing  # the default: weekly
 
 

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 from urllib.parse import quote
@@ -16,7 +18,7 @@ import requests
 
 from ...config import redact
 from ...errors import ConfigError, SourceError
-from ...records import ChangePage, Folder
+from ...records import ChangePage, Folder, SyncState
 from ..base import Container, Health, Source, register_source
 from ..http import tls_session
 from .client import ApsAuth, ApsClient
@@ -63,8 +65,9 @@ class AutodeskSource(Source):
         name = self._names.get(container)
         return f"endpoint {self.endpoint!r}, container {container!r}" + (f" ({name})" if name else "")
 
-    def _client(self, container: str | None = None) -> ApsClient:
-        return ApsClient(self.details, self.session, self.auth, self._label(container), self.cancel_event)
+    def _client(self, container: str | None = None, budget_s: float | None = None) -> ApsClient:
+        return ApsClient(self.details, self.session, self.auth, self._label(container), self.cancel_event,
+                         budget_s=budget_s)
 
     def close(self) -> None:
         if self._session is not None:
@@ -154,6 +157,55 @@ class AutodeskSource(Source):
                            full_listing_days=self.details.full_listing_days, record_project_id=self.project_id,
                            record_user_id=self.user_id)
         yield from walk.pages()
+
+
+    # -- probe --------------------------------------------------------------------------------------
+    def pending_changes(self, container: str, state: SyncState, limit: int, budget_s: float) -> int:
+        """Data Management has no change feed; the folders' roll-ups say where something changed. The
+        last sync kept the newest top-folder roll-up from when its walk began (`since`, the provider's
+        clock, so changes during that walk count). The probe walks down only the folders whose
+        lastModifiedTimeRollup is newer and counts the items and folders modified after it (a changed
+        folder showing nothing newer, e.g. an item removed, counts once), up to `limit`. It stores
+        nothing; a never-synced project, a walk cut short or an older cursor count as due."""
+        try:
+            cursor = json.loads(state.cursor) if state.cursor else {}
+        except ValueError:
+            cursor = {}
+        since = cursor.get("since") if isinstance(cursor, dict) and "stack" not in cursor else None
+        if not since:
+            return limit
+        client = self._client(container, budget_s=budget_s)
+        deadline = time.monotonic() + budget_s
+
+        def newer(entry: dict[str, Any], attribute: str) -> bool:
+            return str((entry.get("attributes") or {}).get(attribute) or "") > since
+
+        folders = [f["id"] for f in client.top_folders(self.hub_id(client), container)
+                   if isinstance(f, dict) and f.get("id") and newer(f, "lastModifiedTimeRollup")]
+        count = 0
+        while folders and count < limit:
+            folder_id, before, changed_below = folders.pop(), count, 0
+            url: str | None = client.contents_url(container, folder_id)
+            while url and count < limit:
+                if time.monotonic() > deadline:
+                    raise SourceError(f"{client.http.label}: counting pending changes took longer than "
+                                      f"{budget_s:.0f}s")
+                response = client.contents_page(url)
+                if response.status_code in (403, 404):
+                    break  # the sync reports it; counted once below
+                body = response.json()
+                for entry in body.get("data") or ():
+                    if not isinstance(entry, dict):
+                        continue
+                    if entry.get("type") == "folders" and newer(entry, "lastModifiedTimeRollup"):
+                        folders.append(str(entry.get("id")))
+                        changed_below += 1
+                    count += newer(entry, "lastModifiedTime")
+                following = ((body.get("links") or {}).get("next") or {}).get("href")
+                url = client.http.checked_link(following, "probe") if following else None
+            if count == before and not changed_below:  # its roll-up moved, yet nothing newer is shown
+                count += 1
+        return min(count, limit)
 
 
 register_source(AutodeskSource.type_name, AutodeskSource)

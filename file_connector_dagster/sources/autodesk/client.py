@@ -101,12 +101,18 @@ class ApsClient:
     """The Data Management calls, paced per endpoint family, with one-line errors."""
 
     def __init__(self, details: AutodeskDetails, session: requests.Session, auth: ApsAuth, label: str,
-                 cancel: threading.Event | None = None):
+                 cancel: threading.Event | None = None, budget_s: float | None = None):
+        """budget_s: for a quick check, every retry and timeout fits into that many seconds."""
         d = self.details = details
         self.api_url = d.api_url
         host = urlsplit(d.api_url).netloc
         policy = RetryPolicy(max_wait_s=d.max_wait_s, total_wait_s=d.throttle_budget_s, backoff_base_s=d.backoff_base_s)
-        self.http = HttpClient(label, auth=auth, session=session, policy=policy, timeout_s=d.timeout_s,
+        timeout = d.timeout_s
+        if budget_s is not None:
+            policy = RetryPolicy(max_wait_s=min(d.max_wait_s, budget_s / 4), total_wait_s=budget_s / 2,
+                                 backoff_base_s=min(d.backoff_base_s, 1.0), max_attempts=3)
+            timeout = min(d.timeout_s, max(1.0, budget_s / 3))
+        self.http = HttpClient(label, auth=auth, session=session, policy=policy, timeout_s=timeout,
                                describe_error=describe_aps_error, link_origin=d.api_url,
                                pacing=AdaptivePacing(initial_gap_s=d.slow_down_gap_s), cancel=cancel)
         self.projects_bucket = self._bucket(f"{host} projects", d.projects_requests_per_minute)

@@ -63,6 +63,7 @@ class ProjectWalk:
             self.stack: list[list[Any]] = [list(entry) for entry in state["stack"]]
             self.current: dict[str, Any] | None = state.get("current")
             self.gone: set[str] = set(state.get("gone") or ())
+            self.since: str | None = state.get("since")
         else:
             last_full = parse_time(state.get("full_at"))
             self.full = (not state or last_full is None
@@ -70,6 +71,7 @@ class ProjectWalk:
             self.full_at = now.isoformat(timespec="seconds") if self.full else state.get("full_at")
             self.incomplete = False
             self.stack, self.current, self.gone = [], None, set()
+            self.since = None  # the newest top-folder roll-up when the walk began (the provider's clock)
         self._reset_batch()
 
     def _parse(self, cursor: str | None) -> dict[str, Any]:
@@ -97,6 +99,9 @@ class ProjectWalk:
         first = True
         if not self.resuming:
             top = self.client.top_folders(self.hub_id, self.project_id)
+            newest = max((str((f.get("attributes") or {}).get("lastModifiedTimeRollup") or "") for f in top),
+                         default="")
+            self.since = newest if newest and self._settled(newest) else None  # else the next probe says "due"
             self.current = {"id": None, "link": None, "pending": sorted(self.tree.children.get(None, ())), "force": False}
             self._take(None, top, {}, force=False)
             self._complete_current()
@@ -251,11 +256,11 @@ class ProjectWalk:
 
     # -- pages and records --------------------------------------------------------------------------
     def _cursor(self, last: bool) -> str:
-        if last:
-            return json.dumps({"v": CURSOR_VERSION, "full_at": self.full_at})
+        if last:  # `since`: what pending_changes compares roll-ups with
+            return json.dumps({"v": CURSOR_VERSION, "full_at": self.full_at, "since": self.since})
         return json.dumps({"v": CURSOR_VERSION, "full": self.full, "full_at": self.full_at,
                            "incomplete": self.incomplete, "stack": self.stack, "current": self.current,
-                           "gone": sorted(self.gone)})
+                           "gone": sorted(self.gone), "since": self.since})
 
     def _page(self, starts: bool, last: bool) -> ChangePage:
         page = ChangePage.from_changes(self.changes, cursor=self._cursor(last), full_listing=self.full,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +33,7 @@ import requests
 
 from ...config import redact
 from ...errors import ConfigError, SourceError
-from ...records import ChangePage, FileRecord, Folder
+from ...records import ChangePage, FileRecord, Folder, SyncState
 from ..base import Container, Health, Source, register_source
 from ..http import AdaptivePacing, HttpClient, RetryPolicy, tls_session
 from .client import FILE_FIELDS, FOLDER, FOLDER_FIELDS, GOOGLE_ERRORS, SHORTCUT, DriveApi, ServiceAccountAuth
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 FOLDERS_Q = f"mimeType = '{FOLDER}' and trashed = false"
 FILES_Q = f"mimeType != '{FOLDER}' and trashed = false"
 FILL_BATCH = 40  # parent ids per `in parents` query when listing a subtree that came in from outside
+PROBE_FIELDS = "nextPageToken,newStartPageToken,changes(changeType,removed,fileId,file(driveId))"
 
 
 def _time(value: Any) -> datetime | None:
@@ -118,14 +120,21 @@ class GoogleDriveSource(Source):
         name = self._names.get(container)
         return f"endpoint {self.endpoint!r}, container {container!r}" + (f" ({name})" if name and name != container else "")
 
-    def _api(self, container: str | None = None) -> DriveApi:
+    def _api(self, container: str | None = None, budget_s: float | None = None) -> DriveApi:
+        """The Drive calls of a sync; with budget_s, of a quick check whose retries and timeouts all fit
+        into that many seconds."""
         d = self.details
         policy = RetryPolicy(max_wait_s=d.max_wait_s, total_wait_s=d.throttle_budget_s, backoff_base_s=d.backoff_base_s)
+        timeout = d.timeout_s
+        if budget_s is not None:
+            policy = RetryPolicy(max_wait_s=min(d.max_wait_s, budget_s / 4), total_wait_s=budget_s / 2,
+                                 backoff_base_s=min(d.backoff_base_s, 1.0), max_attempts=3)
+            timeout = min(d.timeout_s, max(1.0, budget_s / 3))
         # after a throttle, requests are spaced out on the scale of the configured backoff
         pacing = AdaptivePacing(initial_gap_s=min(0.25, d.backoff_base_s / 4), max_gap_s=d.max_wait_s)
         http = HttpClient(self._label(container), auth=self.auth, policy=policy, session=self.session,
                           requests_per_second=d.requests_per_second, burst=max(1.0, 2 * d.requests_per_second),
-                          timeout_s=d.timeout_s, errors=GOOGLE_ERRORS, pacing=pacing, cancel=self.cancel_event)
+                          timeout_s=timeout, errors=GOOGLE_ERRORS, pacing=pacing, cancel=self.cancel_event)
         return DriveApi(http, d.api_url, d.page_size)
 
     def close(self) -> None:
@@ -249,6 +258,38 @@ class GoogleDriveSource(Source):
             yield from self._listing(ctx, None, stale)
         else:
             yield from self._listing(ctx, state if "listing" in state else None, set())
+
+    # -- probe ------------------------------------------------------------------------------------
+    def pending_changes(self, container: str, state: SyncState, limit: int, budget_s: float) -> int:
+        """Changes the stored page token returns now (changes.list with the sync's own parameters),
+        counted page by page up to `limit`, without storing anything: the next sync replays them.
+        Counted as the sync reads them: changes of files (not of the shared drive itself), an item
+        of another drive skipped; for a `folder_id` container, changes anywhere in its drive (or the
+        subject's corpus) count, since only the sync knows the folder's subtree."""
+        try:
+            cursor = json.loads(state.cursor) if state.cursor else {}
+        except ValueError:
+            cursor = {}
+        if not isinstance(cursor, dict) or not cursor.get("changes") or cursor.get("fill"):
+            return limit  # never listed, a listing or a subtree listing cut short: a sync is due
+        api = self._api(container, budget_s=budget_s)
+        deadline = time.monotonic() + budget_s
+        drive_id, token, count = cursor.get("drive"), cursor["changes"], 0
+        while token and count < limit:
+            if time.monotonic() > deadline:
+                raise SourceError(f"{api.http.label}: counting pending changes took longer than {budget_s:.0f}s")
+            body = api.list_changes(drive_id, token, container == MY_DRIVE, fields=PROBE_FIELDS)
+            if body is None:
+                return limit  # the page token expired: the next sync lists everything again
+            for change in body.get("changes") or []:
+                if not isinstance(change, dict) or change.get("changeType", "file") != "file":
+                    continue
+                item = change.get("file")
+                if not change.get("removed") and isinstance(item, dict) and (item.get("driveId") or None) != drive_id:
+                    continue
+                count += 1
+            token = body.get("nextPageToken")
+        return min(count, limit)
 
     def _page_done(self, ctx: _Sync, page: ChangePage) -> ChangePage:
         page.api_calls = ctx.api.http.calls - ctx.calls

@@ -258,11 +258,13 @@ class DriveApi:
                               retryable=False)
         return body
 
-    def list_changes(self, drive_id: str | None, page_token: str, my_drive: bool) -> dict[str, Any] | None:
-        """One changes.list page; None when page_token is invalid or expired."""
+    def list_changes(self, drive_id: str | None, page_token: str, my_drive: bool,
+                     fields: str | None = None) -> dict[str, Any] | None:
+        """One changes.list page (`fields`: a partial response); None when page_token is invalid or expired."""
         params: dict[str, Any] = {"pageToken": page_token, "pageSize": self.page_size, "includeRemoved": "true",
-                                  "fields": f"nextPageToken,newStartPageToken,changes(changeType,removed,fileId,"
-                                            f"driveId,time,file({FILE_FIELDS}))", **self._drive_params(drive_id)}
+                                  "fields": fields or f"nextPageToken,newStartPageToken,changes(changeType,removed,"
+                                                      f"fileId,driveId,time,file({FILE_FIELDS}))",
+                                  **self._drive_params(drive_id)}
         if drive_id:
             params["includeItemsFromAllDrives"] = "true"
         if my_drive:
