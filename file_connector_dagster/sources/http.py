@@ -28,7 +28,10 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from ..errors import SourceError
+from pathlib import Path
+
+from ..errors import ConfigError, SourceError
+from .base import Source
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,34 @@ def tls_session(ca_bundle: str | None = None, pool_size: int = 10) -> requests.S
     session.mount("http://", adapter)
     session.verify = ca_bundle or True
     return session
+
+
+class HttpSource(Source):
+    """A source that talks HTTP(S): one requests session, opened on first use and verified with
+    endpoint_details.ca_bundle (a PEM path relative to connector.yaml), closed with the source."""
+
+    _session: requests.Session | None = None
+
+    @property
+    def ca_bundle(self) -> str | None:
+        return self.local_path(getattr(self.details, "ca_bundle", None))
+
+    @property
+    def session(self) -> requests.Session:
+        if self._session is None:
+            ca_bundle = self.ca_bundle
+            if ca_bundle and not Path(ca_bundle).is_file():
+                raise ConfigError(f"endpoint {self.endpoint!r}: ca_bundle: file {ca_bundle} not found")
+            self._session = self._open_session(ca_bundle)
+        return self._session
+
+    def _open_session(self, ca_bundle: str | None) -> requests.Session:
+        return tls_session(ca_bundle)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
 
 class TokenBucket:

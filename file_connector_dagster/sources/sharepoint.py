@@ -37,8 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ..config import Secret, redact
 from ..errors import ConfigError, ContentUnavailable, SourceError
 from ..records import ChangePage, FileRecord, Folder, SyncState
-from .base import Container, Health, Source, register_source
-from .http import HttpClient, RetryPolicy, tls_session
+from .base import Container, Health, register_source
+from .http import HttpClient, HttpSource, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ def _is_folder(item: Mapping[str, Any]) -> bool:
     return "folder" in item or "package" in item or "root" in item
 
 
-class SharePointSource(Source):
+class SharePointSource(HttpSource):
     """SharePoint document libraries / OneDrive for Business through Microsoft Graph."""
 
     type_name = "sharepoint"
@@ -279,20 +279,14 @@ class SharePointSource(Source):
         super().__init__(endpoint, details, project_id, user_id, base_dir)
         self.details: SharePointDetails = details
         self.graph_url = details.graph_url
-        self.ca_bundle = self.local_path(details.ca_bundle)
-        self._session: requests.Session | None = None
         self._auth: GraphAuth | None = None
         self._names: dict[str, str] = {}  # drive id -> library name
 
     # -- plumbing ---------------------------------------------------------------------------------
-    @property
-    def session(self) -> requests.Session:
-        if self._session is None:
-            if self.ca_bundle and not Path(self.ca_bundle).is_file():
-                raise ConfigError(f"endpoint {self.endpoint!r}: ca_bundle: file {self.ca_bundle} not found")
-            self._session = tls_session(self.ca_bundle)
-            self._session.request = functools.partial(self._session.request, timeout=self.details.timeout_s)  # type: ignore[method-assign]
-        return self._session
+    def _open_session(self, ca_bundle: str | None) -> requests.Session:
+        session = super()._open_session(ca_bundle)
+        session.request = functools.partial(session.request, timeout=self.details.timeout_s)  # type: ignore[method-assign]
+        return session
 
     @property
     def auth(self) -> GraphAuth:
@@ -319,11 +313,6 @@ class SharePointSource(Source):
         return HttpClient(self._label(container), auth=self.auth, policy=policy, session=self.session,
                           requests_per_second=d.requests_per_second, burst=max(1.0, 2 * d.requests_per_second),
                           timeout_s=timeout, link_origin=self.graph_url, cancel=self.cancel_event)
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
 
     # -- containers -------------------------------------------------------------------------------
     def _site(self, client: HttpClient) -> dict[str, Any]:

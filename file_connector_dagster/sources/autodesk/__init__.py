@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 from urllib.parse import quote
 
-import requests
-
 from ...config import redact
 from ...errors import ConfigError, SourceError
 from ...records import ChangePage, Folder, SyncState
-from ..base import Container, Health, Source, register_source
-from ..http import tls_session
+from ..base import Container, Health, register_source
+from ..http import HttpSource
 from .client import ApsAuth, ApsClient
 from .settings import AutodeskDetails
 from .walk import ProjectWalk
@@ -28,7 +26,7 @@ from .walk import ProjectWalk
 __all__ = ["AutodeskDetails", "AutodeskSource"]
 
 
-class AutodeskSource(Source):
+class AutodeskSource(HttpSource):
     """The files of ACC / BIM 360 projects, one partition per project."""
 
     type_name = "autodesk"
@@ -38,21 +36,11 @@ class AutodeskSource(Source):
                  user_id: str | None = None, base_dir: Path = Path(".")):
         super().__init__(endpoint, details, project_id, user_id, base_dir)
         self.details: AutodeskDetails = details
-        self.ca_bundle = self.local_path(details.ca_bundle)
-        self._session: requests.Session | None = None
         self._auth: ApsAuth | None = None
         self._hub: tuple[str, str] | None = None  # (id, name)
         self._names: dict[str, str] = {}  # project id -> name
 
     # -- plumbing -----------------------------------------------------------------------------------
-    @property
-    def session(self) -> requests.Session:
-        if self._session is None:
-            if self.ca_bundle and not Path(self.ca_bundle).is_file():
-                raise ConfigError(f"endpoint {self.endpoint!r}: ca_bundle: file {self.ca_bundle} not found")
-            self._session = tls_session(self.ca_bundle)
-        return self._session
-
     @property
     def auth(self) -> ApsAuth:
         if self._auth is None:
@@ -68,11 +56,6 @@ class AutodeskSource(Source):
     def _client(self, container: str | None = None, budget_s: float | None = None) -> ApsClient:
         return ApsClient(self.details, self.session, self.auth, self._label(container), self.cancel_event,
                          budget_s=budget_s)
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
 
     # -- hub and projects ---------------------------------------------------------------------------
     def _hub_is_an_id(self) -> bool:

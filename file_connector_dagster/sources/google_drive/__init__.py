@@ -20,7 +20,6 @@ Memory stays at one Drive page plus the folder tree.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -29,13 +28,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import requests
-
 from ...config import redact
 from ...errors import ConfigError, SourceError
 from ...records import ChangePage, FileRecord, Folder, SyncState
-from ..base import Container, Health, Source, register_source
-from ..http import AdaptivePacing, HttpClient, RetryPolicy, tls_session
+from ..base import Container, Health, register_source
+from ..http import AdaptivePacing, HttpClient, HttpSource, RetryPolicy
 from .client import FILE_FIELDS, FOLDER, FOLDER_FIELDS, GOOGLE_ERRORS, SHORTCUT, DriveApi, ServiceAccountAuth
 from .settings import MY_DRIVE, GoogleDriveDetails
 from .tree import DriveTree
@@ -83,7 +80,7 @@ class _Sync:
         return json.dumps({"root": self.root_id, "drive": self.drive_id, **state})
 
 
-class GoogleDriveSource(Source):
+class GoogleDriveSource(HttpSource):
     """Google Drive through the Drive v3 REST API, as a service account."""
 
     type_name = "google_drive"
@@ -93,20 +90,10 @@ class GoogleDriveSource(Source):
                  user_id: str | None = None, base_dir: Path = Path(".")):
         super().__init__(endpoint, details, project_id, user_id, base_dir)
         self.details: GoogleDriveDetails = details
-        self.ca_bundle = self.local_path(details.ca_bundle)
-        self._session: requests.Session | None = None
         self._auth: ServiceAccountAuth | None = None
         self._names: dict[str, str] = {}  # container key -> name
 
     # -- plumbing ---------------------------------------------------------------------------------
-    @property
-    def session(self) -> requests.Session:
-        if self._session is None:
-            if self.ca_bundle and not Path(self.ca_bundle).is_file():
-                raise ConfigError(f"endpoint {self.endpoint!r}: ca_bundle: file {self.ca_bundle} not found")
-            self._session = tls_session(self.ca_bundle)
-        return self._session
-
     @property
     def auth(self) -> ServiceAccountAuth:
         if self._auth is None:
@@ -136,11 +123,6 @@ class GoogleDriveSource(Source):
                           requests_per_second=d.requests_per_second, burst=max(1.0, 2 * d.requests_per_second),
                           timeout_s=timeout, errors=GOOGLE_ERRORS, pacing=pacing, cancel=self.cancel_event)
         return DriveApi(http, d.api_url, d.page_size)
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
 
     # -- containers -------------------------------------------------------------------------------
     def _shared_drives(self, api: DriveApi) -> list[dict[str, Any]]:
