@@ -1,16 +1,20 @@
 """`file-connector`: validate, sync, status, health and migrate from a terminal.
 
-`sync` runs the same Dagster assets as the UI, in process, one run per container.
+`sync` syncs each container as the UI's job does: with DAGSTER_HOME set, as a run of the endpoint's job in
+that instance; without it, the same engine calls made directly (no Dagster import, nothing to record).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import logging
 import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .config import check_environment, config_path, load_config, missing_environment, redact
@@ -60,18 +64,128 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_CONFIG if plugins.problems else EXIT_OK
 
 
-def _dagster_instance():
-    from dagster import DagsterInstance
+@dataclass
+class _Outcome:
+    """One container's sync as the summary table shows it."""
 
-    if os.environ.get("DAGSTER_HOME"):
-        return DagsterInstance.get()  # the same instance `dagster dev` shows
-    return DagsterInstance.ephemeral()
+    ok: bool
+    listing: dict[str, Any]  # the listing's counts and duration_s ({} when it did not run)
+    processing: dict[str, int]  # OUTCOMES: decided while listing plus by the files step ({}: not run)
+    error: str | None = None  # one line when not ok
+    run_id: str | None = None
 
 
-def _failure_message(result: Any) -> str:
-    from .defs.notifications import failure_line
+class _DirectRuns:
+    """Without DAGSTER_HOME: each container's sync is the listing step's and the files step's engine calls
+    (engine.commit_changes, processing.commit_processing), made here without Dagster. An ephemeral Dagster
+    instance would record nothing that outlives the command, and importing Dagster and building its run
+    costs about a second and a half of every sync; the store records the sync (sync_logs) either way."""
 
-    return failure_line(result.all_events)
+    def __init__(self, config: Any, args: argparse.Namespace):
+        from .stores import open_store
+
+        self.config, self.args = config, args
+        self.store = open_store(config)
+        self.registered: set[str] = set()
+        self._log = logging.getLogger("file_connector")
+
+    def store_for_plugins(self) -> Any:
+        return contextlib.nullcontext(self.store)
+
+    def prepare(self, endpoint: Any, containers: list[str]) -> None:
+        from .engine import register_endpoint
+
+        register_endpoint(self.store, endpoint, self.config)  # as the listing step does
+
+    def run(self, endpoint: Any, container: str, source: Any) -> _Outcome:
+        from .engine import commit_changes, error_text, open_changes
+        from .processing import commit_processing, open_processing
+        from .processors.base import build_processors
+
+        def progress(page: Any, stats: Any) -> None:
+            if stats.pages % 50 == 0:
+                self._log.info("%s/%s: %s pages, %s files", stats.endpoint, stats.container, stats.pages, stats.listed)
+
+        def failed(exc: Exception, listing: dict[str, Any], where: str = "") -> _Outcome:
+            # a bug as much as a source or store failure: one line in the table (a traceback with --verbose)
+            if self.args.verbose:
+                self._log.exception("%s/%s failed", endpoint.name, container)
+            return _Outcome(False, listing, {}, where + error_text(exc))
+
+        try:
+            guard = endpoint.delete_guard.guard(allow=self.args.allow_mass_delete)
+            stats = commit_changes(self.store, open_changes(
+                source, container, full=self.args.full, guard=guard, processors=build_processors(endpoint.processors)),
+                on_page=progress)
+        except Exception as exc:
+            return failed(exc, {})
+        listing = {**stats.counts(), "duration_s": stats.duration_s}
+        try:
+            processed = commit_processing(self.store, open_processing(
+                self.store, build_processors(endpoint.processors), endpoint.name, container, source,
+                logging.getLogger("file_connector.processors")))
+        except Exception as exc:
+            return failed(exc, listing, f"{endpoint.name}/{container}: ")  # as the files step words it
+        outcomes = processed.counts()
+        return _Outcome(True, listing, {k: stats.decided.get(k, 0) + outcomes.get(k, 0) for k in OUTCOMES})
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class _DagsterRuns:
+    """With DAGSTER_HOME: each container is a run of the endpoint's job in that instance (the one
+    `dagster dev` shows), so the UI lists CLI syncs with the others."""
+
+    def __init__(self, path: Any, config: Any, args: argparse.Namespace):
+        from dagster import DagsterInstance
+
+        from .defs import build_definitions
+
+        self.args = args
+        self.defs = build_definitions(path, retries=False)  # a terminal reports a failure at once
+        self.instance = DagsterInstance.get()
+        self.log_level = "INFO" if args.verbose else "CRITICAL"  # failures are one line each in the table
+
+    def store_for_plugins(self) -> Any:
+        return self.defs.resources["connector"].store()
+
+    def prepare(self, endpoint: Any, containers: list[str]) -> None:
+        from .defs.assets import partitions_for
+
+        partitions = partitions_for(endpoint)
+        known = set(self.instance.get_dynamic_partitions(partitions.name))
+        if new := [c for c in containers if c not in known]:
+            self.instance.add_dynamic_partitions(partitions.name, new)
+
+    def run(self, endpoint: Any, container: str, source: Any) -> _Outcome:
+        from .defs.assets import files_key, listing_key
+        from .defs.notifications import failure_line
+        from .defs.triggers import job_name
+
+        job = self.defs.resolve_job_def(job_name(endpoint))  # the UI shows CLI runs under the endpoint's job
+        listing_op = self.defs.resolve_assets_def(listing_key(endpoint.name)).op.name
+        result = _run_in_thread(lambda: job.execute_in_process(
+            partition_key=container, instance=self.instance, raise_on_error=False,
+            tags={"file_connector/trigger": "cli"},
+            run_config={
+                "ops": {listing_op: {"config": {"full": self.args.full,
+                                                "allow_mass_delete": self.args.allow_mass_delete}}},
+                "loggers": {"console": {"config": {"log_level": self.log_level}}},
+            },
+        ))
+        by_asset = {event.asset_key: {k: v.value for k, v in event.materialization.metadata.items()}
+                    for event in result.get_asset_materialization_events()}
+        listing = by_asset.get(listing_key(endpoint.name), {})
+        processing: dict[str, int] = {}
+        if by_asset.get(files_key(endpoint.name)) is not None:
+            files = by_asset[files_key(endpoint.name)]
+            processing = {k: listing.get(f"{k}_while_listing", 0) + files.get(k, 0) for k in OUTCOMES}
+        return _Outcome(result.success, listing, processing,
+                        None if result.success else failure_line(result.all_events), result.run_id)
+
+    def close(self) -> None:
+        pass
 
 
 class _Interrupted(Exception):
@@ -139,9 +253,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def _sync(args: argparse.Namespace, done: list[str], started_up: Callable[[], None]) -> int:
     from .engine import STOP
-    from .defs import build_definitions
-    from .defs.assets import files_key, listing_key, partitions_for
-    from .defs.triggers import job_name
     from .sources import build_source
 
     path = config_path(args.config)
@@ -154,80 +265,73 @@ def _sync(args: argparse.Namespace, done: list[str], started_up: Callable[[], No
 
     with open_store(config) as store:  # an unreachable or broken store is one line, before any run
         known_containers = {ep.name: store.containers(ep.name) for ep in endpoints}  # those with live files
-    defs = build_definitions(path, retries=False)  # a terminal reports a failure at once
-    instance = _dagster_instance()
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    runs = _DagsterRuns(path, config, args) if os.environ.get("DAGSTER_HOME") else _DirectRuns(config, args)
     plugins = PluginManager.from_config(config, log=lambda line: print(redact(line), file=sys.stderr)).start()
     started_up()
-    log_level = "INFO" if args.verbose else "CRITICAL"  # failures are one line each in the table
     rows, failed = [], 0
-    for ep in endpoints:
-        if not ep.is_active:
-            raise FileConnectorError(f"endpoint {ep.name!r} is inactive (is_active: false)")
-        source = build_source(config, ep)
-        try:
-            containers = [c.key for c in source.containers()]
-        except FileConnectorError as exc:
-            rows.append((ep.name, "-", *["" for _ in COUNTS + OUTCOMES], "", f"failed: {redact(str(exc))}"))
-            failed += 1
-            continue
-        finally:
-            source.close()
-        if args.container:
-            if args.container not in containers:
-                raise FileConnectorError(f"endpoint {ep.name!r} has no container {args.container!r}; "
-                                         f"containers: {', '.join(containers) or 'none'}")
-            containers = [args.container]
-        else:  # containers gone from the source but still holding live files: their sync tombstones them
-            containers += [c for c in known_containers.get(ep.name, []) if c not in containers]
-        partitions = partitions_for(ep)
-        known = set(instance.get_dynamic_partitions(partitions.name))
-        if new := [c for c in containers if c not in known]:
-            instance.add_dynamic_partitions(partitions.name, new)
-        job = defs.resolve_job_def(job_name(ep))  # the UI shows CLI runs under the endpoint's job
-        listing_op = defs.resolve_assets_def(listing_key(ep.name)).op.name
-        for container in containers:
-            if STOP.is_set():
-                raise _Interrupted("")
-            result = _run_in_thread(lambda: job.execute_in_process(
-                partition_key=container, instance=instance, raise_on_error=False,
-                tags={"file_connector/trigger": "cli"},
-                run_config={
-                    "ops": {listing_op: {"config": {"full": args.full,
-                                                    "allow_mass_delete": args.allow_mass_delete}}},
-                    "loggers": {"console": {"config": {"log_level": log_level}}},
-                },
-            ))
-            if result.success:
-                done.append(f"{ep.name}/{container}")
-            if STOP.is_set():
-                raise _Interrupted("" if result.success else f"{ep.name}/{container}")
-            by_asset = {event.asset_key: {k: v.value for k, v in event.materialization.metadata.items()}
-                        for event in result.get_asset_materialization_events()}
-            metadata = by_asset.get(listing_key(ep.name), {})
-            processing: dict[str, Any] = {}
-            if by_asset.get(files_key(ep.name)) is not None:
-                files_metadata = by_asset[files_key(ep.name)]
-                processing = {k: metadata.get(f"{k}_while_listing", 0) + files_metadata.get(k, 0) for k in OUTCOMES}
-            if result.success:
-                errors = processing.get("failed", 0) + processing.get("error", 0)
-                status = f"ok ({plural(errors, 'file')} failed processing)" if errors else "ok"
-            else:
-                failed += 1
-                status = f"failed: {_failure_message(result)}"
-            rows.append((ep.name, container, *[metadata.get(k, "") for k in COUNTS],
-                         *[processing.get(k, "") for k in OUTCOMES],
-                         f"{metadata['duration_s']:.2f}s" if "duration_s" in metadata else "", status))
-            if plugins.plugins:
-                with defs.resources["connector"].store() as store:
-                    event = sync_event(store, ep.name, container, "success" if result.success else "failure",
-                                       error=None if result.success else _failure_message(result),
-                                       run_id=result.run_id)
-                for outcome in plugins.dispatch(event):
-                    if not outcome.ok:
-                        print(outcome.detail, file=sys.stderr)
+    try:
+        for ep in endpoints:
+            if not ep.is_active:
+                raise FileConnectorError(f"endpoint {ep.name!r} is inactive (is_active: false)")
+            source = build_source(config, ep)
+            try:
+                failed += _sync_endpoint(args, ep, source, runs, known_containers, plugins, rows, done)
+            finally:
+                source.close()
+    finally:
+        runs.close()
     plugins.close()
     print(_table(("endpoint", "container", *COUNTS, *OUTCOMES, "duration", "status"), rows))
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _sync_endpoint(args: argparse.Namespace, ep: Any, source: Any, runs: "_DirectRuns | _DagsterRuns",
+                   known_containers: dict[str, list[str]], plugins: PluginManager, rows: list, done: list[str]) -> int:
+    """Sync the endpoint's containers one after the other, a row each; returns how many failed."""
+    from .engine import STOP
+
+    try:
+        containers = [c.key for c in source.containers()]
+    except FileConnectorError as exc:
+        rows.append((ep.name, "-", *["" for _ in COUNTS + OUTCOMES], "", f"failed: {redact(str(exc))}"))
+        return 1
+    if args.container:
+        if args.container not in containers:
+            raise FileConnectorError(f"endpoint {ep.name!r} has no container {args.container!r}; "
+                                     f"containers: {', '.join(containers) or 'none'}")
+        containers = [args.container]
+    else:  # containers gone from the source but still holding live files: their sync tombstones them
+        containers += [c for c in known_containers.get(ep.name, []) if c not in containers]
+    runs.prepare(ep, containers)
+    failed = 0
+    for container in containers:
+        if STOP.is_set():
+            raise _Interrupted("")
+        outcome = runs.run(ep, container, source)
+        if outcome.ok:
+            done.append(f"{ep.name}/{container}")
+        if STOP.is_set():
+            raise _Interrupted("" if outcome.ok else f"{ep.name}/{container}")
+        if outcome.ok:
+            errors = outcome.processing.get("failed", 0) + outcome.processing.get("error", 0)
+            status = f"ok ({plural(errors, 'file')} failed processing)" if errors else "ok"
+        else:
+            failed += 1
+            status = f"failed: {redact(outcome.error or 'the sync failed')}"
+        listing = outcome.listing
+        rows.append((ep.name, container, *[listing.get(k, "") for k in COUNTS],
+                     *[outcome.processing.get(k, "") for k in OUTCOMES],
+                     f"{listing['duration_s']:.2f}s" if "duration_s" in listing else "", status))
+        if plugins.plugins:
+            with runs.store_for_plugins() as store:
+                event = sync_event(store, ep.name, container, "success" if outcome.ok else "failure",
+                                   error=outcome.error, run_id=outcome.run_id)
+            for result in plugins.dispatch(event):
+                if not result.ok:
+                    print(result.detail, file=sys.stderr)
+    return failed
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -358,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--full", action="store_true", help="list everything again instead of a delta")
     sync.add_argument("--allow-mass-delete", action="store_true",
                       help="let this sync tombstone more than the delete_guard allows (files really gone)")
-    sync.add_argument("--verbose", "-v", action="store_true", help="show Dagster's run log")
+    sync.add_argument("--verbose", "-v", action="store_true", help="show the run's log (progress, processors, Dagster's with DAGSTER_HOME)")
     sync.set_defaults(func=cmd_sync)
     status = sub.add_parser("status", parents=[common], help="last sync per endpoint and container")
     status.add_argument("--endpoint")

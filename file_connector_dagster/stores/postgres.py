@@ -203,11 +203,11 @@ class _PostgresTx(PageTx):
                 for r in self.cur.fetchall()}
 
     def write_files(self, endpoint: str, container: str, records: list[FileRecord], now: datetime) -> None:
-        self.cur.copy_expert("COPY page_files FROM STDIN", copy_rows(records))
+        self.cur.copy_expert("COPY page_files FROM STDIN", copy_rows(records), size=1 << 24)
         self._run(_WRITE_SQL, endpoint=endpoint, container=container, now=now)
 
     def insert_new(self, endpoint: str, container: str, records: list[FileRecord], now: datetime) -> set[str]:
-        self.cur.copy_expert("COPY page_files FROM STDIN", copy_rows(records))
+        self.cur.copy_expert("COPY page_files FROM STDIN", copy_rows(records), size=1 << 24)
         # only the ids already stored come back (normally none), not one row per inserted file
         self.cur.execute(f"WITH inserted AS ({_INSERT_NEW_SQL}) SELECT array_agg(p.external_id) AS existing "
                          "FROM page_files p WHERE p.external_id NOT IN (SELECT external_id FROM inserted)",

@@ -92,7 +92,8 @@ def test_cli_sync_calls_plugins_and_reports_their_failures(workdir, hook_server,
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     assert cli_main(["sync", "--config", str(workdir / "connector.yaml")]) == 0
     (_, body), = hook_server["bodies"]
-    assert body["event"] == "success" and body["counts"]["added"] == 2 and body["run_id"]
+    # no DAGSTER_HOME: the CLI syncs without Dagster, so there is no run to name
+    assert body["event"] == "success" and body["counts"]["added"] == 2 and body["run_id"] is None
 
     hook_server["fail_first"] = 100  # the hook is down: the sync still succeeds, the failure is one line
     (workdir / "share/alpha/c.txt").write_text("c")
@@ -100,6 +101,13 @@ def test_cli_sync_calls_plugins_and_reports_their_failures(workdir, hook_server,
     err = capsys.readouterr().err
     assert "plugin webhook: success for team-share/alpha: RuntimeError: POST to 127.0.0.1 answered HTTP 503" in err
     assert SECRET not in err and "/hooks/" not in err
+
+    hook_server["fail_first"] = 0  # with DAGSTER_HOME the sync is a run of the endpoint's job: the event names it
+    monkeypatch.setenv("DAGSTER_HOME", str(workdir))
+    (workdir / "share/alpha/d.txt").write_text("d")
+    assert cli_main(["sync", "--config", str(workdir / "connector.yaml")]) == 0
+    _, body = hook_server["bodies"][-1]
+    assert body["event"] == "success" and body["counts"]["added"] == 1 and body["run_id"]
 
 
 ADDED_PLUGIN = '''
