@@ -39,7 +39,7 @@ from file_connector_dagster.engine import sync_container  # noqa: E402
 from file_connector_dagster.sources.google_drive import FILES_Q, FOLDERS_Q, GoogleDriveSource  # noqa: E402
 from file_connector_dagster.sources.google_drive.client import FILE_FIELDS, FOLDER_FIELDS  # noqa: E402
 from file_connector_dagster.sources.google_drive.settings import GoogleDriveDetails  # noqa: E402
-from file_connector_dagster.sources.http import tls_session  # noqa: E402
+from file_connector_dagster.sources.http import json_body, tls_session  # noqa: E402
 from file_connector_dagster.stores.postgres import PostgresStore  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -131,7 +131,7 @@ def floor(info: dict[str, Any]) -> int:
         while True:
             params = {**drive, "q": q, "fields": f"nextPageToken,incompleteSearch,files({fields})",
                       **({"pageToken": token} if token else {})}
-            body = session.get(f"{info['api_url']}/files", params=params).json()
+            body = json_body(session.get(f"{info['api_url']}/files", params=params))  # as the source parses
             items += len(body["files"])
             token = body.get("nextPageToken")
             if not token:

@@ -42,7 +42,7 @@ import psycopg2  # noqa: E402
 import requests  # noqa: E402
 
 from file_connector_dagster.engine import sync_container  # noqa: E402
-from file_connector_dagster.sources.http import tls_session  # noqa: E402
+from file_connector_dagster.sources.http import json_body, tls_session  # noqa: E402
 from file_connector_dagster.sources.sharepoint import SharePointDetails, SharePointSource  # noqa: E402
 from file_connector_dagster.stores.postgres import PostgresStore  # noqa: E402
 from file_connector_dagster.stores.sqlite import SQLiteStore  # noqa: E402
@@ -138,7 +138,7 @@ def delta_pages(info: dict[str, Any], page_size: int) -> Iterator[list[dict[str,
     session = graph_session(info)
     url: str | None = f"{info['graph_url']}/drives/{info['drive_id']}/root/delta?$top={page_size}"
     while url:
-        body = session.get(url).json()
+        body = json_body(session.get(url))  # parsed as the source parses its pages
         yield body["value"]
         url = body.get("@odata.nextLink")
     session.close()

@@ -194,6 +194,8 @@ def _commit_changes(store: Store, stream: ChangeStream, on_page: Callable[[Chang
 
             # in the prefetch thread: decided while the previous page commits
             pages = decide_while_listing(pages, stream.processors, stream.endpoint, stream.container)
+        if prefetch and not sync.live:  # a first listing inserts every file: encode them in the fetch thread too
+            pages = _encoded(pages, store)
         if prefetch:
             pages = Prefetch(pages, prefetch)
         check_stop(stream.endpoint, stream.container)
@@ -213,6 +215,16 @@ def _commit_changes(store: Store, stream: ChangeStream, on_page: Callable[[Chang
     _close(pages)
     sync.finish()
     return sync.stats
+
+
+def _encoded(pages: Iterator[ChangePage], store: Store) -> Iterator[ChangePage]:
+    try:
+        for page in pages:
+            if page.upserts:
+                page.encoded = store.encode_upserts(page.upserts)
+            yield page
+    finally:
+        _close(pages)
 
 
 def _close(pages: object) -> None:

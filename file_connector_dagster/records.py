@@ -97,6 +97,8 @@ class ChangePage:
         folders: folders added or changed; folder_deletions: ids of folders gone.
         api_calls: requests the source made to produce this page.
         errors: per-file problems ("path: reason") that did not stop the sync.
+        encoded: the store's bulk encoding of `upserts` (Store.encode_upserts), made in the fetch thread
+            while the previous page commits; None: the store encodes them itself.
     """
 
     upserts: list[FileRecord] = field(default_factory=list)
@@ -112,6 +114,7 @@ class ChangePage:
     folder_deletions: list[str] = field(default_factory=list)
     api_calls: int = 0
     errors: list[str] = field(default_factory=list)
+    encoded: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Keep the contract simple for stores: each id appears once, the last change wins.

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -39,6 +40,16 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 THROTTLE_STATUSES = frozenset({429, 503})
 
 AuthHeaders = Callable[[bool], Mapping[str, str]]  # refresh -> {"Authorization": ...}
+
+
+def json_body(response: requests.Response) -> Any:
+    """The response's JSON body. orjson parses a page of 1,000 items several times faster than the json
+    module that `json_body(response)` uses, and a listing is mostly parsing pages.
+
+    Raises:
+        ValueError: the body is not JSON (orjson.JSONDecodeError is a ValueError, as requests' own is).
+    """
+    return orjson.loads(response.content)
 
 
 class PinnedVerifyAdapter(HTTPAdapter):
@@ -214,7 +225,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 def describe_error_body(response: requests.Response) -> str:
     """'code: message' from a JSON error body ({"error": {...}} or {"error": "...", ...}), else ''."""
     try:
-        body = response.json()
+        body = json_body(response)
     except ValueError:
         return ""
     if not isinstance(body, dict):
@@ -250,7 +261,7 @@ def describe_jsonapi_errors(response: requests.Response) -> str:
     """'code: title: detail' of the first entry of a JSON:API error body ({"errors": [{...}]}) (APS Data
     Management, among others), else what describe_error_body finds."""
     try:
-        body = response.json()
+        body = json_body(response)
     except ValueError:
         return ""
     errors = body.get("errors") if isinstance(body, dict) else None
@@ -402,7 +413,7 @@ class HttpClient:
                  bucket: TokenBucket | None = None) -> dict[str, Any]:
         response = self.request("GET", url, params=params, what=what, bucket=bucket)
         try:
-            body = response.json()
+            body = json_body(response)
         except ValueError:
             raise self._fail(what or self.describe("GET", url), "the response is not JSON") from None
         if not isinstance(body, dict):

@@ -38,7 +38,7 @@ from ..config import Secret, redact
 from ..errors import ConfigError, ContentUnavailable, SourceError
 from ..records import ChangePage, FileRecord, Folder, SyncState
 from .base import Container, Health, register_source
-from .http import HttpClient, HttpSource, RetryPolicy
+from .http import HttpClient, HttpSource, RetryPolicy, json_body
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +328,7 @@ class SharePointSource(HttpSource):
         response = client.request("GET", url, params=params, ok_statuses=frozenset({404}))
         if response.status_code == 404:
             raise SourceError(f"{client.label}: {missing} ({request} answered 404)", retryable=False)
-        return response.json()
+        return json_body(response)
 
     def _drives(self, client: HttpClient) -> list[dict[str, Any]]:
         d = self.details
@@ -407,7 +407,7 @@ class SharePointSource(HttpSource):
             if response.status_code == 410:
                 return limit  # the delta link expired: the next sync lists everything again
             try:
-                body = response.json()
+                body = json_body(response)
             except ValueError:
                 raise SourceError(f"{client.label}: GET /drives/{container}/root/delta: the response is not JSON") from None
             count += sum(1 for item in body.get("value") or [] if isinstance(item, dict) and "root" not in item)
@@ -460,7 +460,7 @@ class SharePointSource(HttpSource):
         if response.status_code == 404:
             raise SourceError(f"{client.label}: drive not found (GET /drives/{{id}} answered 404); "
                               "the library may have been deleted", retryable=False)
-        library = response.json().get("name") or container
+        library = json_body(response).get("name") or container
         self._names[container] = library
         client.label = self._label(container)
 
@@ -490,7 +490,7 @@ class SharePointSource(HttpSource):
                 since = self._watermark(client, container, fresh)
                 continue
             try:
-                body = response.json()
+                body = json_body(response)
             except ValueError:
                 raise SourceError(f"{client.label}: GET /drives/{container}/root/delta: the response is not JSON") from None
             page = self._page(client, container, library, body.get("value") or [], tree, seen_folders)
@@ -531,7 +531,7 @@ class SharePointSource(HttpSource):
         what = f"GET /drives/{container}/root/delta (latest token)"
         response = client.request("GET", f"{fresh}&token=latest", what=what)
         try:
-            link = response.json().get("@odata.deltaLink")
+            link = json_body(response).get("@odata.deltaLink")
         except (ValueError, AttributeError):
             raise SourceError(f"{client.label}: {what}: the response is not a JSON object") from None
         if not link:
@@ -630,7 +630,7 @@ class SharePointSource(HttpSource):
                                       ok_statuses=frozenset({404}), what=f"GET /drives/{container}/items/{{id}}")
             if response.status_code == 404:
                 return None
-            item = response.json()
+            item = json_body(response)
             parent = None if "root" in item else (item.get("parentReference") or {}).get("id")
             name = "" if "root" in item else str(item.get("name", ""))
             tree.set(current, parent, name)

@@ -87,8 +87,12 @@ class PageTx(ABC):
         deleted_at NULL, updated_at now, the processing columns from processing_values(record) (pending
         unless decided while the page committed); first_seen_at kept."""
 
-    def insert_new(self, endpoint: str, container: str, records: list[FileRecord], now: datetime) -> set[str]:
+    def insert_new(self, endpoint: str, container: str, records: list[FileRecord], now: datetime,
+                   encoded: Any = None) -> set[str]:
         """Insert the records whose id is not stored yet; leave the others alone.
+
+        Args:
+            encoded: Store.encode_upserts(records), when the caller made it beforehand.
 
         Returns:
             The ids that were already stored (a store may override this with a cheaper bulk insert)."""
@@ -222,6 +226,12 @@ class Store(ABC):
         from .protocol import start_sync
 
         return start_sync(self, endpoint, container)
+
+    def encode_upserts(self, records: list[FileRecord]) -> Any:
+        """The records in the store's own bulk-write format, for PageTx.insert_new; called in the fetch thread
+        (it must not touch the connection) while the previous page commits, so the work overlaps the
+        database's. None: the store encodes them when it writes."""
+        return None
 
     def apply_page(self, endpoint: str, container: str, page: ChangePage, **sync: Any) -> PageStats:
         """Apply one page and its cursor in one transaction (protocol.apply_page). Called alone, the page is

@@ -10,7 +10,9 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
+import orjson
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
@@ -56,6 +58,8 @@ FROM page_files
 ON CONFLICT (endpoint, external_id) DO """
 _WRITE_SQL = _INSERT_SQL + f"UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _REWRITTEN)}"
 _INSERT_NEW_SQL = _INSERT_SQL + "NOTHING RETURNING external_id"
+# A first listing's page straight into files: each line is the page's COPY line plus these columns.
+_COPY_NEW_SQL = f"COPY files ({', '.join(PAGE_COLUMNS)}, endpoint, container, first_seen_at, updated_at) FROM STDIN"
 
 _UNSEEN = ("f.endpoint = %(endpoint)s AND f.container = %(container)s AND f.deleted_at IS NULL AND NOT EXISTS "
            "(SELECT 1 FROM listing_seen s WHERE s.endpoint = f.endpoint AND s.container = f.container "
@@ -66,10 +70,26 @@ _KEEP = (" AND NOT EXISTS (SELECT 1 FROM unnest(%(keep)s::text[]) k(p) WHERE f.p
 _UNDER = "endpoint = %(endpoint)s AND container = %(container)s AND starts_with(path, %(prefix)s)"
 
 
+# A page's COPY text is handed to libpq in one piece: psycopg2 reads the file 8 KB at a time by default, and
+# each read takes the GIL back from the fetch thread (up to a switch interval, 5 ms, each time).
+_COPY_CHUNK = 1 << 26
+
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]").search
-# One encoder for every record: json.dumps with options builds a new JSONEncoder per call (a third of the cost).
 # JSON text never holds a raw tab or newline, so in COPY's text format only its backslashes need doubling.
-_metadata_json = json.JSONEncoder(default=str, ensure_ascii=False, separators=(",", ":")).encode
+# One encoder for every record: json.dumps with options builds a new JSONEncoder per call.
+_stdlib_json = json.JSONEncoder(default=str, ensure_ascii=False, separators=(",", ":")).encode
+# What json.JSONEncoder(default=str) writes, orjson writes too with these: str() of datetimes and dataclasses,
+# keys that are not strings as strings.
+_ORJSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _metadata_json(value: Any) -> str:
+    """A record's metadata as compact JSON: orjson (a few times faster), or the json module for what
+    orjson refuses (integers past 64 bits)."""
+    try:
+        return orjson.dumps(value, default=str, option=_ORJSON).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return _stdlib_json(value)
 
 
 def _copy_text(value: str) -> str:
@@ -91,7 +111,16 @@ def _copy_opt(value: str | None) -> str:
 
 
 def copy_rows(records: list[FileRecord]) -> io.StringIO:
-    """The page's records as COPY text for page_files, PAGE_COLUMNS in order (also used by benchmarks/pg_upsert.py).
+    """The page's records as COPY text for page_files, PAGE_COLUMNS in order (also used by benchmarks/pg_upsert.py)."""
+    return _copy_text_of(copy_lines(records))
+
+
+def _copy_text_of(lines: list[str], suffix: str = "\n") -> io.StringIO:
+    return io.StringIO(suffix.join(lines) + suffix if lines else "")
+
+
+def copy_lines(records: list[FileRecord]) -> list[str]:
+    """One COPY line per record, PAGE_COLUMNS in order, without its line end.
 
     The hot path of a first sync (a few microseconds a record): the text fields are checked for characters
     that need escaping once, together, and escaped one by one only when some do; the processing columns
@@ -131,8 +160,7 @@ def copy_rows(records: list[FileRecord]) -> io.StringIO:
             "\\N" if project_id is None else project_id, "\\N" if user_id is None else user_id,
             _metadata_json(rec.metadata).replace("\\", "\\\\"), processing,
         )))
-    append("")
-    return io.StringIO("\n".join(lines))
+    return lines
 
 
 def _label(dsn: str) -> str:
@@ -203,11 +231,24 @@ class _PostgresTx(PageTx):
                 for r in self.cur.fetchall()}
 
     def write_files(self, endpoint: str, container: str, records: list[FileRecord], now: datetime) -> None:
-        self.cur.copy_expert("COPY page_files FROM STDIN", copy_rows(records), size=1 << 24)
+        self.cur.copy_expert("COPY page_files FROM STDIN", copy_rows(records), size=_COPY_CHUNK)
         self._run(_WRITE_SQL, endpoint=endpoint, container=container, now=now)
 
-    def insert_new(self, endpoint: str, container: str, records: list[FileRecord], now: datetime) -> set[str]:
-        self.cur.copy_expert("COPY page_files FROM STDIN", copy_rows(records), size=1 << 24)
+    def insert_new(self, endpoint: str, container: str, records: list[FileRecord], now: datetime,
+                   encoded: list[str] | None = None) -> set[str]:
+        lines = copy_lines(records) if encoded is None else encoded
+        # Straight into files: no id of a first listing's page is normally stored yet. One that is (a resumed
+        # listing, an item listed again on a later page) fails the COPY, which is undone to the savepoint,
+        # and the page is inserted by the upsert below instead.
+        stamp = _copy_time(now)
+        self.cur.execute("SAVEPOINT insert_new")
+        try:
+            self.cur.copy_expert(_COPY_NEW_SQL, _copy_text_of(lines, f"\t{_copy_text(endpoint)}\t{_copy_text(container)}"
+                                                                    f"\t{stamp}\t{stamp}\n"), size=_COPY_CHUNK)
+            return set()
+        except psycopg2.errors.UniqueViolation:
+            self.cur.execute("ROLLBACK TO SAVEPOINT insert_new")
+        self.cur.copy_expert("COPY page_files FROM STDIN", _copy_text_of(lines), size=_COPY_CHUNK)
         # only the ids already stored come back (normally none), not one row per inserted file
         self.cur.execute(f"WITH inserted AS ({_INSERT_NEW_SQL}) SELECT array_agg(p.external_id) AS existing "
                          "FROM page_files p WHERE p.external_id NOT IN (SELECT external_id FROM inserted)",
@@ -362,6 +403,9 @@ class PostgresStore(Store):
         elif conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN:
             conn.close()
             self._conn = None
+
+    def encode_upserts(self, records: list[FileRecord]) -> list[str]:
+        return copy_lines(records)
 
     # -- schema ---------------------------------------------------------------------------------
     def migrate(self) -> int:

@@ -244,7 +244,7 @@ def _apply(tx: "PageTx", store: "Store", endpoint: str, container: str, page: Ch
         # A listing that began on an empty container met every row itself: no seen-set, no sweep.
         fresh = not tx.has_files(endpoint, container) if page.starts_listing else state.listing_fresh
     if page.upserts:
-        _upsert(tx, endpoint, container, page.upserts, now, stats, fresh)
+        _upsert(tx, endpoint, container, page.upserts, now, stats, fresh, page.encoded)
     if page.folders:
         tx.put_folders(endpoint, container, page.folders)
     if page.folder_deletions:
@@ -274,9 +274,9 @@ def _apply(tx: "PageTx", store: "Store", endpoint: str, container: str, page: Ch
 
 
 def _upsert(tx: "PageTx", endpoint: str, container: str, records: list[FileRecord], now: datetime,
-            stats: PageStats, fresh: bool) -> None:
+            stats: PageStats, fresh: bool, encoded: Any = None) -> None:
     if fresh:  # nearly every id is new: insert first, classify only what was already there
-        existing = tx.insert_new(endpoint, container, records, now)
+        existing = tx.insert_new(endpoint, container, records, now, encoded)
         stats.added += len(records) - len(existing)
         stats.new_seen += len(records) - len(existing)
         for record in records:
@@ -324,6 +324,7 @@ class ContainerSync:
         self.folders: dict[str, Folder] = {}
         self._expect: _Expect | None = None
         self._budget: _Budget | None = None
+        self.live = 0  # the container's live files when the sync started
 
     def start(self) -> "ContainerSync":
         self.sync_id = start_sync(self.store, self.endpoint, self.container)
@@ -332,7 +333,7 @@ class ContainerSync:
             self._expect = _Expect(str(self.sync_id), state.cursor)
             self.cursor = None if self.full else state.cursor
             self.folders = self.store.folders(self.endpoint, self.container) if self.cursor else {}
-            live = self.store.count_files(self.endpoint, self.container)
+            self.live = live = self.store.count_files(self.endpoint, self.container)
             self._budget = _Budget(self.guard, live, f"endpoint {self.endpoint!r}, container {self.container!r}")
         except BaseException as exc:
             self.finish(exc)

@@ -92,3 +92,26 @@ def test_first_listing_skips_bookkeeping_and_replays_count_right(pg_dsn):
         stats = [listing_page(k) for k in range(3)]
         assert sum(s.unchanged for s in stats) == 250 and stats[-1].deleted == 50
         assert store.count_files(ENDPOINT, "lib") == 250
+
+
+def test_a_first_listing_page_holding_a_stored_id_is_upserted_instead(pg_dsn):
+    """A first listing's pages are COPYed straight into files. A page holding an id that is stored already
+    (a file moved in from another container; a page replayed after a crash) fails that COPY, is undone to
+    its savepoint and goes through the upsert: nothing is lost or doubled, and the counts say what happened."""
+    with PostgresStore(pg_dsn) as store:
+        store.migrate()
+        store.apply_page(ENDPOINT, "other", ChangePage(upserts=[rec(5, container="other")], cursor="o",
+                                                        full_listing=True, starts_listing=True, last=True))
+        first = store.apply_page(ENDPOINT, "lib", ChangePage(upserts=[rec(n) for n in range(5)], cursor="0",
+                                                              full_listing=True, starts_listing=True))
+        assert (first.added, first.updated) == (5, 0)  # the straight COPY
+        second = store.apply_page(ENDPOINT, "lib", ChangePage(upserts=[rec(n) for n in range(3, 10)], cursor="1",
+                                                               full_listing=True, last=True))
+        assert (second.added, second.updated, second.unchanged) == (4, 1, 2)  # 3-4 replayed, 5 moved in
+        assert _query(pg_dsn, "SELECT container, count(*), count(DISTINCT external_id) FROM files GROUP BY 1") == [
+            ("lib", 10, 10)]
+        by_copy, by_upsert = _query(pg_dsn, "SELECT endpoint, container, title, path, size, change_key, metadata, "
+                                            "processing_status, deleted_at, first_seen_at = updated_at FROM files "
+                                            "WHERE external_id IN (%s, %s) ORDER BY external_id",
+                                    (rec(0).external_id, rec(6).external_id))
+        assert by_copy[:2] == by_upsert[:2] == (ENDPOINT, "lib") and by_copy[-3:] == by_upsert[-3:] == ("pending", None, True)

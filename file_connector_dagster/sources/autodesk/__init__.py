@@ -18,7 +18,7 @@ from ...config import redact
 from ...errors import ConfigError, SourceError
 from ...records import ChangePage, Folder, SyncState
 from ..base import Container, Health, register_source
-from ..http import HttpSource
+from ..http import HttpSource, json_body
 from .client import ApsAuth, ApsClient
 from .settings import AutodeskDetails
 from .walk import ProjectWalk
@@ -176,7 +176,7 @@ class AutodeskSource(HttpSource):
                 response = client.contents_page(url)
                 if response.status_code in (403, 404):
                     break  # the sync reports it; counted once below
-                body = response.json()
+                body = json_body(response)
                 for entry in body.get("data") or ():
                     if not isinstance(entry, dict):
                         continue

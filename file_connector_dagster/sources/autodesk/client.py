@@ -24,7 +24,9 @@ import requests
 
 from ...config import redact
 from ...errors import SourceError
-from ..http import AdaptivePacing, HttpClient, RetryPolicy, TokenBucket, bucket_for, describe_jsonapi_errors
+from ..http import (
+    AdaptivePacing, HttpClient, RetryPolicy, TokenBucket, bucket_for, describe_jsonapi_errors, json_body,
+)
 from .settings import AutodeskDetails
 
 SCOPE = "data:read"
@@ -37,7 +39,7 @@ def describe_aps_error(response: requests.Response) -> str:
     if found:
         return found
     try:
-        body = response.json()
+        body = json_body(response)
     except ValueError:
         return ""
     if isinstance(body, dict) and (body.get("developerMessage") or body.get("errorCode")):
@@ -88,7 +90,7 @@ class ApsAuth:
             raise SourceError(redact(f"{client.label}: POST /authentication/v2/token: HTTP {response.status_code} "
                                      f"{problem} (client_id {d.client_id}; check client_id, client_secret and that the "
                                      "app has the Data Management API)"), retryable=False)
-        body = response.json()
+        body = json_body(response)
         if not isinstance(body, dict) or not body.get("access_token"):
             raise SourceError(f"{client.label}: POST /authentication/v2/token: the answer holds no access_token")
         return str(body["access_token"]), float(body.get("expires_in") or 3599)
@@ -144,7 +146,7 @@ class ApsClient:
             detail = describe_aps_error(response)
             raise SourceError(f"{self.http.label}: {missing} (GET {path} answered {response.status_code}"
                               f"{' ' + detail if detail else ''})", retryable=False)
-        return response.json().get("data") or {}
+        return json_body(response).get("data") or {}
 
     def paged(self, path: str, params: dict[str, Any], bucket: TokenBucket | None) -> Iterator[dict[str, Any]]:
         """Every page of a JSON:API collection, following links.next on the API host."""
@@ -172,7 +174,7 @@ class ApsClient:
             raise SourceError(f"{self.http.label}: project {project_id} not found or not readable by this app "
                               f"(topFolders answered {response.status_code} {describe_aps_error(response)})".rstrip(),
                               retryable=False)
-        return response.json().get("data") or []
+        return json_body(response).get("data") or []
 
     def contents_url(self, project_id: str, folder_id: str) -> str:
         return (f"{self.api_url}/data/v1/projects/{quote(project_id, safe='')}/folders/{quote(folder_id, safe='')}"

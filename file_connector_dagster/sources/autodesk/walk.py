@@ -28,6 +28,7 @@ from typing import Any, Iterator, Mapping
 
 from ...errors import SourceError
 from ...records import ChangePage, FileRecord, Folder
+from ..http import json_body
 from .client import ApsClient, describe_aps_error
 from .tree import ProjectTree
 
@@ -134,7 +135,7 @@ class ProjectWalk:
         if response.status_code in (403, 404):
             self._listing_failed(folder_id, f"HTTP {response.status_code} {describe_aps_error(response)}".strip())
             return False
-        body = response.json()
+        body = json_body(response)
         included = {v.get("id"): v for v in body.get("included") or () if isinstance(v, dict)}
         self._take(folder_id, [e for e in body.get("data") or () if isinstance(e, dict)], included,
                    force=self.current["force"])

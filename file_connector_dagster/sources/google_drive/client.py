@@ -22,7 +22,7 @@ import requests
 
 from ...config import Secret, redact
 from ...errors import ConfigError, SourceError
-from ..http import ErrorDialect, HttpClient, describe_error_body
+from ..http import ErrorDialect, HttpClient, describe_error_body, json_body
 from .settings import DEFAULT_TOKEN_URL, GoogleDriveDetails
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -38,7 +38,7 @@ FOLDER_FIELDS = "id,name,mimeType,parents,driveId,trashed"
 def _google_error(response: requests.Response) -> tuple[str, str]:
     """(reason, message) of a Google JSON error ({"error": {"code": 403, "message", "errors": [{"reason"}]}})."""
     try:
-        body = response.json()
+        body = json_body(response)
     except ValueError:
         return "", ""
     error = body.get("error") if isinstance(body, dict) else None
@@ -71,7 +71,7 @@ def invalid_page_token(response: requests.Response) -> bool:
     if response.status_code not in (400, 404, 410):
         return False
     try:
-        errors = response.json()["error"].get("errors") or []
+        errors = json_body(response)["error"].get("errors") or []
     except (ValueError, KeyError, TypeError, AttributeError):
         return False
     return any(isinstance(e, dict) and (e.get("location") == "pageToken" or e.get("reason") == "invalidPageToken")
@@ -180,7 +180,7 @@ class ServiceAccountAuth:
             except SourceError as exc:
                 raise self._fail(str(exc).removeprefix(f"{self.label}: "), exc.retryable) from None
             try:
-                body = response.json()
+                body = json_body(response)
             except ValueError:
                 body = None
             if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
@@ -212,7 +212,7 @@ class DriveApi:
         if response.status_code != 200:
             return response.status_code, {"_response": response}
         try:
-            body = response.json()
+            body = json_body(response)
         except ValueError:
             raise SourceError(f"{self.http.label}: {what}: the response is not JSON") from None
         if not isinstance(body, dict):
