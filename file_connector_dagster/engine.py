@@ -194,7 +194,7 @@ def _commit_changes(store: Store, stream: ChangeStream, on_page: Callable[[Chang
 
             # in the prefetch thread: decided while the previous page commits
             pages = decide_while_listing(pages, stream.processors, stream.endpoint, stream.container)
-        if prefetch and not sync.live:  # a first listing inserts every file: encode them in the fetch thread too
+        if prefetch and sync.likely_fresh:  # a first listing inserts every file: encode them in the fetch thread too
             pages = _encoded(pages, store)
         if prefetch:
             pages = Prefetch(pages, prefetch)

@@ -186,7 +186,8 @@ def mongo_server(tmp_path: Path) -> Iterator[MongoServer]:
 def drop_mongo_database(uri: str, database: str) -> None:
     import pymongo
 
-    with pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
+    # a bounded wait: a drop that hangs (a test left a transaction open) fails the teardown, not the whole run
+    with pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, socketTimeoutMS=120_000) as client:
         client.drop_database(database)
 
 

@@ -547,9 +547,17 @@ class PostgresStore(Store):
 
     def containers(self, endpoint: str, include_deleted: bool = False) -> list[str]:
         live = "" if include_deleted else " AND deleted_at IS NULL"
+        # One probe of files_container_path per container (a skip scan), not a DISTINCT over every file of
+        # the endpoint: every sync asks, and a sync with nothing to do should not read the whole table.
+        first = f"SELECT container FROM files WHERE endpoint = %(endpoint)s{live}"
         with self._tx(f"list containers of {endpoint}") as cur:
-            cur.execute(f"SELECT DISTINCT container FROM files WHERE endpoint = %s{live} ORDER BY container",
-                        (endpoint,))
+            cur.execute(f"""
+                WITH RECURSIVE found (container) AS (
+                    ({first} ORDER BY container LIMIT 1)
+                    UNION ALL
+                    SELECT ({first} AND container > found.container ORDER BY container LIMIT 1)
+                    FROM found WHERE found.container IS NOT NULL)
+                SELECT container FROM found WHERE container IS NOT NULL""", {"endpoint": endpoint})
             return [r["container"] for r in cur]
 
     def count_files(self, endpoint: str, container: str | None = None, include_deleted: bool = False) -> int:

@@ -181,17 +181,36 @@ class _Expect:
 
 
 class _Budget:
-    """The guard and the tombstones a sync has made so far (None when pages are applied without a sync)."""
+    """The guard and the tombstones a sync has made so far (None when pages are applied without a sync).
 
-    def __init__(self, guard: DeleteGuard, live: int, where: str):
-        self.guard, self.live, self.where, self.spent = guard, live, where, 0
+    The share rule needs the live files the sync started with: a count of the whole container, which most
+    syncs never need (they tombstone fewer than MIN_GUARDED files), so that a sync with nothing to do stays a
+    few small statements whatever the container's size. It is counted the first time it is needed, in that
+    page's transaction, and taken back to the sync's start: less what this sync has added or restored, plus
+    what it has tombstoned (files moved in from another container meanwhile count as if there before).
+    """
 
-    def check(self, more: int) -> None:
+    def __init__(self, guard: DeleteGuard, where: str, endpoint: str, container: str):
+        self.guard, self.where, self.endpoint, self.container = guard, where, endpoint, container
+        self.spent = 0  # tombstones this sync committed
+        self.gained = 0  # files this sync added or restored
+        self._live: int | None = None
+
+    def _live_at_start(self, tx: "PageTx", tombstones: int) -> int:
+        if self.guard.allow or not (tombstones >= DeleteGuard.MIN_GUARDED or self.guard.trips(tombstones, 0)):
+            return 0  # the share rule cannot trip: no count needed
+        if self._live is None:
+            self._live = max(0, tx.count_under(self.endpoint, self.container, "") - self.gained + self.spent)
+        return self._live
+
+    def check(self, tx: "PageTx", more: int) -> None:
         """Raise MassDeleteError if `more` tombstones on top of those already made are too many."""
-        self.guard.check(self.where, self.spent + more, self.live)
+        total = self.spent + more
+        self.guard.check(self.where, total, self._live_at_start(tx, total))
 
-    def fits(self, more: int) -> bool:
-        return not self.guard.trips(self.spent + more, self.live)
+    def fits(self, tx: "PageTx", more: int) -> bool:
+        total = self.spent + more
+        return not self.guard.trips(total, self._live_at_start(tx, total))
 
 
 def apply_page(store: "Store", endpoint: str, container: str, page: ChangePage, *,
@@ -207,6 +226,7 @@ def apply_page(store: "Store", endpoint: str, container: str, page: ChangePage, 
     stats = store.in_transaction(f"apply page of {endpoint}/{container}", work)
     if budget is not None:
         budget.spent += stats.deleted
+        budget.gained += stats.added + stats.restored
     return stats
 
 
@@ -226,9 +246,9 @@ def _apply(tx: "PageTx", store: "Store", endpoint: str, container: str, page: Ch
     if budget is not None:  # the guard decides before anything is written (not every store can roll back)
         doomed = sum(tx.count_under(endpoint, container, old + "/") for old, new in page.moves if new is None)
         if page.deletions:  # counted only when they might be too many
-            doomed += (len(page.deletions) if budget.fits(doomed + len(page.deletions))
+            doomed += (len(page.deletions) if budget.fits(tx, doomed + len(page.deletions))
                        else tx.count_live(endpoint, page.deletions))
-        budget.check(doomed)
+        budget.check(tx, doomed)
     tombstones = 0
     for old, new in page.moves:
         prefix = old + "/"
@@ -261,7 +281,7 @@ def _apply(tx: "PageTx", store: "Store", endpoint: str, container: str, page: Ch
             unseen = tx.count_unseen(endpoint, container, keep)
             if unseen:
                 if budget is not None:
-                    budget.check(tombstones + unseen)
+                    budget.check(tx, tombstones + unseen)
                 tombstones += tx.tombstone_unseen(endpoint, container, now, keep)
         if page.last and not fresh:
             tx.clear_seen(endpoint, container)
@@ -324,7 +344,7 @@ class ContainerSync:
         self.folders: dict[str, Folder] = {}
         self._expect: _Expect | None = None
         self._budget: _Budget | None = None
-        self.live = 0  # the container's live files when the sync started
+        self.likely_fresh = False  # a first listing (nothing stored yet): every file will be inserted
 
     def start(self) -> "ContainerSync":
         self.sync_id = start_sync(self.store, self.endpoint, self.container)
@@ -333,8 +353,9 @@ class ContainerSync:
             self._expect = _Expect(str(self.sync_id), state.cursor)
             self.cursor = None if self.full else state.cursor
             self.folders = self.store.folders(self.endpoint, self.container) if self.cursor else {}
-            self.live = live = self.store.count_files(self.endpoint, self.container)
-            self._budget = _Budget(self.guard, live, f"endpoint {self.endpoint!r}, container {self.container!r}")
+            self.likely_fresh = state.listing_fresh or (state.cursor is None and state.last_sync_at is None)
+            self._budget = _Budget(self.guard, f"endpoint {self.endpoint!r}, container {self.container!r}",
+                                   self.endpoint, self.container)
         except BaseException as exc:
             self.finish(exc)
             raise

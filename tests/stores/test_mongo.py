@@ -121,24 +121,28 @@ def test_a_write_conflict_is_waited_out_with_backoff_then_fails_in_one_line(mong
         store.apply_page(ENDPOINT, "c", ChangePage(upserts=[rec(1)], cursor="1"))
         holder = other.start_session()
         holder.start_transaction()
-        other[mongo_db].files.update_one({"endpoint": ENDPOINT, "external_id": "f1"}, {"$set": {"size": 1}},
-                                         session=holder)
-        started = time.monotonic()
-        with pytest.raises(StoreError) as failure:
-            store.apply_page(ENDPOINT, "c", ChangePage(upserts=[rec(1, "v2")], cursor="2"))
-        assert 1.0 <= time.monotonic() - started < 8
-        message = str(failure.value)
-        assert "\n" not in message and f"apply page of {ENDPOINT}/c" in message and "write conflict" in message
-        assert "cursor was not advanced" in message and failure.value.retryable
-        assert store.sync_state(ENDPOINT, "c").cursor == "1" and all_files(store)["f1"].change_key == "v1"
+        try:
+            other[mongo_db].files.update_one({"endpoint": ENDPOINT, "external_id": "f1"}, {"$set": {"size": 1}},
+                                             session=holder)
+            started = time.monotonic()
+            with pytest.raises(StoreError) as failure:
+                store.apply_page(ENDPOINT, "c", ChangePage(upserts=[rec(1, "v2")], cursor="2"))
+            assert 1.0 <= time.monotonic() - started < 8
+            message = str(failure.value)
+            assert "\n" not in message and f"apply page of {ENDPOINT}/c" in message and "write conflict" in message
+            assert "cursor was not advanced" in message and failure.value.retryable
+            assert store.sync_state(ENDPOINT, "c").cursor == "1" and all_files(store)["f1"].change_key == "v1"
 
-        # within the budget: the page commits as soon as the other transaction ends
-        store.conflict_budget_s = 30
-        release = threading.Timer(1.5, holder.abort_transaction)
-        release.start()
-        started = time.monotonic()
-        store.apply_page(ENDPOINT, "c", ChangePage(upserts=[rec(1, "v2")], cursor="2"))
-        assert 1.4 <= time.monotonic() - started < 10
-        release.join()
-        holder.end_session()
-        assert store.sync_state(ENDPOINT, "c").cursor == "2" and all_files(store)["f1"].change_key == "v2"
+            # within the budget: the page commits as soon as the other transaction ends
+            store.conflict_budget_s = 30
+            release = threading.Timer(1.5, holder.abort_transaction)
+            release.start()
+            started = time.monotonic()
+            store.apply_page(ENDPOINT, "c", ChangePage(upserts=[rec(1, "v2")], cursor="2"))
+            assert 1.4 <= time.monotonic() - started < 10
+            release.join()
+            assert store.sync_state(ENDPOINT, "c").cursor == "2" and all_files(store)["f1"].change_key == "v2"
+        finally:  # a failed assertion must not leave the transaction open: the database's drop would wait on it
+            if holder.in_transaction:
+                holder.abort_transaction()
+            holder.end_session()

@@ -145,6 +145,18 @@ def test_guard_counts_every_kind_of_tombstone_across_pages(store):
     assert stats.deleted == 3
 
 
+def test_the_share_rule_reads_the_live_files_the_sync_started_with(store):
+    """The guard's share is of the files live when the sync began, though it counts them only when a page
+    first tombstones enough to need it: files this sync added or restored before that page do not dilute it."""
+    first_listing(store, n=20)
+    with pytest.raises(MassDeleteError, match=r"would tombstone 15 files \(75% of 20 live"):
+        with ContainerSync(store, ENDPOINT, C) as sync:
+            sync.apply(ChangePage(upserts=[rec(f"n{i}", path=f"new/{i}") for i in range(30)], cursor="p1"))
+            sync.apply(ChangePage(deletions=[f"fn{i}" for i in range(2)], cursor="p2"))  # 2: no count needed
+            sync.apply(ChangePage(deletions=[f"f{i}" for i in range(13)], cursor="p3"))
+    assert len(live(store)) == 48  # 20 + 30 - 2; the page of 13 wrote nothing
+
+
 def test_guard_on_a_standalone_style_store_counts_before_writing(store):
     """The guard decides before it writes a tombstone (a MongoDB without transactions cannot roll back)."""
     _, everything = first_listing(store, n=40)
