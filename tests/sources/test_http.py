@@ -179,3 +179,36 @@ def test_error_dialects_describe_and_classify_per_provider() -> None:
     assert not GOOGLE_ERRORS.throttled(response(403, forbidden))
     assert GOOGLE_ERRORS.describe(response(400, {"error": "invalid_grant", "error_description": "Bad JWT."})) == \
         "invalid_grant: Bad JWT."
+
+
+def test_read_ahead_fetches_the_next_page_while_the_caller_works():
+    """ReadAhead: the asked page is fetched in the background (one request at a time), handed over by take(),
+    its error raised there; a page asked for and never taken is waited out and dropped."""
+    import threading
+
+    from file_connector_dagster.sources.http import ReadAhead
+
+    calls: list[tuple[str, str]] = []
+
+    def fetch(token: str) -> str:
+        calls.append((token, threading.current_thread().name))
+        time.sleep(0.2)
+        if token == "bad":
+            raise ValueError("page bad")
+        return f"page {token}"
+
+    ahead = ReadAhead(fetch)
+    ahead.ask("2")
+    started = time.monotonic()
+    time.sleep(0.2)  # the caller builds page 1's records meanwhile
+    assert ahead.take("2") == "page 2" and time.monotonic() - started < 0.35
+    assert calls[-1][1].startswith("read-ahead")
+    assert ahead.take("3") == "page 3" and calls[-1] == ("3", threading.current_thread().name)  # nothing asked
+    ahead.ask("bad")
+    with pytest.raises(ValueError, match="page bad"):
+        ahead.take("bad")
+    ahead.ask("4")
+    assert ahead.take("5") == "page 5"  # "4" was asked, then not wanted: waited out, dropped
+    ahead.ask("6")
+    ahead.close()
+    assert [token for token, _ in calls] == ["2", "3", "bad", "4", "5", "6"]

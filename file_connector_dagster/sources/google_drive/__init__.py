@@ -32,7 +32,7 @@ from ...config import redact
 from ...errors import ConfigError, SourceError
 from ...records import ChangePage, FileRecord, Folder, SyncState
 from ..base import Container, Health, register_source
-from ..http import AdaptivePacing, HttpClient, HttpSource, RetryPolicy
+from ..http import AdaptivePacing, HttpClient, HttpSource, ReadAhead, RetryPolicy
 from .client import FILE_FIELDS, FOLDER, FOLDER_FIELDS, GOOGLE_ERRORS, SHORTCUT, DriveApi, ServiceAccountAuth
 from .settings import MY_DRIVE, GoogleDriveDetails
 from .tree import DriveTree
@@ -287,10 +287,20 @@ class GoogleDriveSource(HttpSource):
         else:
             start, phase, token = resume["start"], resume["listing"], resume.get("page")
             incomplete, starts = bool(resume.get("incomplete")), False
+        # the next page is requested as soon as this one's token is known, before its records are built
+        ahead = ReadAhead(lambda phase, token: ctx.api.list_files(
+            ctx.drive_id, FOLDERS_Q if phase == "folders" else FILES_Q,
+            FOLDER_FIELDS if phase == "folders" else FILE_FIELDS, token))
+        try:
+            yield from self._listing_pages(ctx, ahead, start, phase, token, incomplete, starts, stale)
+        finally:
+            ahead.close()
+
+    def _listing_pages(self, ctx: _Sync, ahead: ReadAhead, start: str, phase: str, token: str | None,
+                       incomplete: bool, starts: bool, stale: set[str]) -> Iterator[ChangePage]:
         while True:
             folders_phase = phase == "folders"
-            body = ctx.api.list_files(ctx.drive_id, FOLDERS_Q if folders_phase else FILES_Q,
-                                      FOLDER_FIELDS if folders_phase else FILE_FIELDS, token)
+            body = ahead.take(phase, token)
             if body is None:  # the listing's page token expired: list again (the start token stays valid)
                 log.warning("%s: the listing's page token is no longer valid; listing again from the start",
                             ctx.api.http.label)
@@ -299,6 +309,8 @@ class GoogleDriveSource(HttpSource):
             incomplete = incomplete or bool(body.get("incompleteSearch"))
             items = [i for i in body.get("files") or [] if isinstance(i, dict) and i.get("id")]
             next_token = body.get("nextPageToken")
+            if next_token or folders_phase:  # the files phase follows the folders' last page
+                ahead.ask(phase if next_token else "files", next_token)
             if folders_phase:
                 page = ChangePage()
                 for item in items:
