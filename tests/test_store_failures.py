@@ -78,7 +78,7 @@ def assert_resync_completes(base: Path, db: Path, gone: list[str], files: list[s
 
 
 def test_a_store_locked_by_another_process_mid_sync(tmp_path):
-    write_config(tmp_path, page_size=5)  # 150 pages: the lock comes long before the listing could end
+    write_config(tmp_path, page_size=1)  # 743 pages (a page of 5 listed all in 0.1 s): the lock comes first
     make_share(tmp_path)
     gone, files = changed_share(tmp_path)
     db = tmp_path / "inv.db"
