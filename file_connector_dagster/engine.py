@@ -8,13 +8,14 @@ so the CLI, tests and Dagster all run this same code.
 from __future__ import annotations
 
 import gc
-import queue
+import sys
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
+from .ahead import Ahead
 from .config import redact
 from .errors import FileConnectorError, SyncInterrupted
 from .records import ChangePage, SyncStats
@@ -96,75 +97,42 @@ def redacted(exc: FileConnectorError) -> FileConnectorError:
     return exc
 
 
-class Prefetch:
-    """Pulls pages from a source in a background thread, at most `depth` pages ahead, so the next
-    page is fetched and parsed while the store commits this one. Memory: depth + 2 pages."""
-
-    def __init__(self, pages: Iterator[ChangePage], depth: int = 2):
-        self._queue: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(pages,), name="page-prefetch", daemon=True)
-        self._thread.start()
-
-    def _run(self, pages: Iterator[ChangePage]) -> None:
-        try:
-            for page in pages:
-                if not self._put(("page", page)):
-                    return
-            self._put(("end", None))
-        except BaseException as exc:  # handed to the consumer, raised there with its traceback
-            self._put(("error", exc))
-        finally:
-            close = getattr(pages, "close", None)
-            if close:
-                close()
-
-    def _put(self, item: tuple[str, object]) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> Iterator[ChangePage]:
-        while True:
-            try:
-                kind, value = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if STOP.is_set():
-                    return  # the consumer's check_stop raises; nothing more to hand over
-                continue
-            if kind == "page":
-                yield value  # type: ignore[misc]
-            elif kind == "end":
-                return
-            else:
-                raise value  # type: ignore[misc]
-
-    def close(self, wait_s: float = 10.0) -> None:
-        """Stop fetching; wait a little for a request in flight, which otherwise ends in the background."""
-        self._stop.set()
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        self._thread.join(wait_s)
+# How long a thread may hold the GIL while another waits for it, during a sync. A sync runs three threads
+# (requests, records, the store's statements); Python's 5 ms default makes each of the I/O threads wait up
+# to 5 ms every time it comes back from a socket read or a database round trip while the records thread
+# computes, dozens of times a page (measured: a Drive listing into PostgreSQL 1.6x its floor at 5 ms,
+# 1.3x at 0.5 ms; benchmarks/google_drive_bench.py).
+SWITCH_INTERVAL_S = 0.0005
+_tuning_lock = threading.Lock()
+_tuning: list[float] = []  # the interval before the first running sync, once per running sync
 
 
 @contextmanager
-def heap_frozen() -> Iterator[None]:
-    """Leave the objects alive now (Dagster's and ours: a few hundred thousand) out of the cyclic garbage
-    collector's walks until the block ends. A listing allocates a record and a few dicts per file, which
-    triggers full collections that would otherwise walk all of them each time (about a third of a first
-    sync's CPU). They are handed back to the collector afterwards, so nothing lives longer than it would."""
-    gc.freeze()
+def tuned_for_sync() -> Iterator[None]:
+    """While a sync runs in this process (nested and concurrent syncs share it):
+
+    - the objects alive now (Dagster's and ours: a few hundred thousand) are left out of the cyclic garbage
+      collector's walks. A listing allocates a record and a few dicts per file, which triggers full
+      collections that would otherwise walk all of them each time (about a third of a first sync's CPU).
+      They are handed back to the collector afterwards, so nothing lives longer than it would;
+    - threads hand the GIL over after SWITCH_INTERVAL_S instead of 5 ms.
+    Both are restored when the last running sync ends."""
+    with _tuning_lock:
+        if not _tuning:
+            gc.freeze()
+            before = sys.getswitchinterval()
+            sys.setswitchinterval(min(before, SWITCH_INTERVAL_S))
+        else:
+            before = _tuning[0]
+        _tuning.append(before)
     try:
         yield
     finally:
-        gc.unfreeze()
+        with _tuning_lock:
+            _tuning.pop()
+            if not _tuning:
+                sys.setswitchinterval(before)
+                gc.unfreeze()
 
 
 def commit_changes(store: Store, stream: ChangeStream,
@@ -177,7 +145,7 @@ def commit_changes(store: Store, stream: ChangeStream,
 
     A failure leaves the cursor at the last committed page, records the sync as failed and re-raises.
     """
-    with heap_frozen():
+    with tuned_for_sync():
         return _commit_changes(store, stream, on_page, prefetch)
 
 
@@ -186,7 +154,7 @@ def _commit_changes(store: Store, stream: ChangeStream, on_page: Callable[[Chang
     sync = ContainerSync(store, stream.endpoint, stream.container, stream.guard, full=stream.full).start()
     stream.source.cancel_event.clear()
     started = time.monotonic()
-    pages: Iterator[ChangePage] | Prefetch | None = None
+    pages: Iterator[ChangePage] | Ahead[ChangePage] | None = None
     try:
         pages = stream.source.sync(stream.container, sync.cursor, sync.folders)
         if stream.processors is not None:
@@ -197,14 +165,14 @@ def _commit_changes(store: Store, stream: ChangeStream, on_page: Callable[[Chang
         if prefetch and sync.likely_fresh:  # a first listing inserts every file: encode them in the fetch thread too
             pages = _encoded(pages, store)
         if prefetch:
-            pages = Prefetch(pages, prefetch)
+            pages = Ahead(pages, prefetch, "page-prefetch", STOP)  # fetched and built while a page commits
         check_stop(stream.endpoint, stream.container)
         for page in pages:
             check_stop(stream.endpoint, stream.container)
             sync.apply(page)
             if on_page:
                 on_page(page, sync.stats)
-        check_stop(stream.endpoint, stream.container)  # a stopped Prefetch hands nothing more over: not the end
+        check_stop(stream.endpoint, stream.container)  # a stopped Ahead hands nothing more over: not the end
     except BaseException as exc:
         sync.stats.duration_s = round(time.monotonic() - started, 3)
         stream.source.cancel_event.set()  # the fetch thread's retry and throttling waits end now

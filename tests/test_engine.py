@@ -178,3 +178,49 @@ def test_a_failed_sync_stops_the_fetchers_retry_wait_at_once(tmp_path):
         assert sync_container(source, healthy, "c").added == 1
     finally:
         server.stop()
+
+
+def test_a_sync_tunes_the_interpreter_while_it_runs_and_restores_it_after(tmp_path):
+    """engine.tuned_for_sync: while any sync of this process runs, the heap alive at its start is frozen out
+    of the garbage collector's walks and threads hand the GIL over within SWITCH_INTERVAL_S; both come back
+    when the last one ends, also when a sync fails, and also when syncs overlap in threads."""
+    import gc
+    import sys
+
+    from file_connector_dagster import engine
+
+    seen: list[tuple[float, int]] = []
+
+    class Watching(CountingSource):
+        def sync(self, container, cursor, folders):
+            for page in super().sync(container, cursor, folders):
+                seen.append((sys.getswitchinterval(), gc.get_freeze_count()))
+                yield page
+
+    before = sys.getswitchinterval()
+    store = SQLiteStore(tmp_path / "x.db")
+    store.migrate()
+    sync_container(Watching(pages=3), store, "c")
+    assert seen and all(interval == engine.SWITCH_INTERVAL_S and frozen > 0 for interval, frozen in seen)
+    assert (sys.getswitchinterval(), gc.get_freeze_count()) == (before, 0)
+
+    with pytest.raises(SourceError):
+        sync_container(Watching(pages=3, fail_at=1), store, "other")
+    assert (sys.getswitchinterval(), gc.get_freeze_count()) == (before, 0)
+
+    # overlapping syncs: the first to end leaves the tuning to the other, the last restores it
+    inside, release = threading.Event(), threading.Event()
+    with engine.tuned_for_sync():
+        thread = threading.Thread(target=lambda: _hold(engine, inside, release))
+        thread.start()
+        assert inside.wait(5)
+    assert sys.getswitchinterval() == engine.SWITCH_INTERVAL_S  # the thread's sync still runs
+    release.set()
+    thread.join(5)
+    assert (sys.getswitchinterval(), gc.get_freeze_count()) == (before, 0)
+
+
+def _hold(engine, inside: threading.Event, release: threading.Event) -> None:
+    with engine.tuned_for_sync():
+        inside.set()
+        release.wait(5)

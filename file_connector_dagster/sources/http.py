@@ -52,46 +52,6 @@ def json_body(response: requests.Response) -> Any:
     return orjson.loads(response.content)
 
 
-class ReadAhead:
-    """One request ahead of the caller: `ask(*args)` starts fetch(*args) in a background thread, and
-    `take(*args)` returns its result (raising what it raised), or fetches here when something else was
-    asked. A listing then turns one page into records while the server prepares the next, instead of
-    waiting for each in turn. Only one request is in flight at a time, so the client needs no locking.
-    close() waits for a request in flight (the source's cancel event ends its retry waits)."""
-
-    def __init__(self, fetch: Callable[..., Any]):
-        self.fetch = fetch
-        self._pool: Any = None
-        self._pending: tuple[tuple[Any, ...], Any] | None = None
-
-    def ask(self, *args: Any) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._settle()
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
-        self._pending = (args, self._pool.submit(self.fetch, *args))
-
-    def take(self, *args: Any) -> Any:
-        if self._pending is not None and self._pending[0] == args:
-            future, self._pending = self._pending[1], None
-            return future.result()
-        self._settle()
-        return self.fetch(*args)
-
-    def _settle(self) -> None:
-        """Wait out a request nobody will take (its answer and its error are dropped)."""
-        if self._pending is not None:
-            future, self._pending = self._pending[1], None
-            future.exception()
-
-    def close(self) -> None:
-        self._settle()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-
-
 class PinnedVerifyAdapter(HTTPAdapter):
     """An adapter whose TLS verification is fixed at construction.
 
@@ -351,7 +311,7 @@ class HttpClient:
         self.describe_error = describe_error
         self.link_origin = link_origin
         self.calls = 0  # HTTP attempts made (what ChangePage.api_calls reports)
-        self._one_at_a_time = threading.RLock()  # a ReadAhead thread and the listing share the client
+        self._one_at_a_time = threading.RLock()  # a listing's request thread (ahead.Ahead) and the listing share the client
         self.waited_s = 0.0  # time spent waiting out throttling and failures, against the budget
         self.pacing = pacing or AdaptivePacing()
         self.paced_s = 0.0  # time spent in the slow-down after throttling (not against the budget)

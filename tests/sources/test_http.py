@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import requests
@@ -181,34 +181,54 @@ def test_error_dialects_describe_and_classify_per_provider() -> None:
         "invalid_grant: Bad JWT."
 
 
-def test_read_ahead_fetches_the_next_page_while_the_caller_works():
-    """ReadAhead: the asked page is fetched in the background (one request at a time), handed over by take(),
-    its error raised there; a page asked for and never taken is waited out and dropped."""
+def test_a_request_chain_runs_ahead_of_its_consumer_and_hands_over_in_order():
+    """ahead.Ahead over a chain of requests: each next request goes out as soon as the previous answer
+    names it, while the consumer works on an earlier page (at most `depth` pages ahead); an error is raised
+    where its page would have been; close() waits for the request in flight and leaves no thread."""
     import threading
 
-    from file_connector_dagster.sources.http import ReadAhead
+    from file_connector_dagster.ahead import Ahead
 
-    calls: list[tuple[str, str]] = []
+    sent: list[tuple[int, float, str]] = []
 
-    def fetch(token: str) -> str:
-        calls.append((token, threading.current_thread().name))
-        time.sleep(0.2)
-        if token == "bad":
-            raise ValueError("page bad")
-        return f"page {token}"
+    def chain(first: int, fail_at: int | None = None) -> Iterator[int]:
+        page = first
+        while page < 8:
+            sent.append((page, time.monotonic(), threading.current_thread().name))
+            time.sleep(0.05)  # the server prepares the page
+            if page == fail_at:
+                raise ValueError(f"page {page} failed")
+            yield page
+            page += 1  # the answer names the next page
 
-    ahead = ReadAhead(fetch)
-    ahead.ask("2")
     started = time.monotonic()
-    time.sleep(0.2)  # the caller builds page 1's records meanwhile
-    assert ahead.take("2") == "page 2" and time.monotonic() - started < 0.35
-    assert calls[-1][1].startswith("read-ahead")
-    assert ahead.take("3") == "page 3" and calls[-1] == ("3", threading.current_thread().name)  # nothing asked
-    ahead.ask("bad")
-    with pytest.raises(ValueError, match="page bad"):
-        ahead.take("bad")
-    ahead.ask("4")
-    assert ahead.take("5") == "page 5"  # "4" was asked, then not wanted: waited out, dropped
-    ahead.ask("6")
-    ahead.close()
-    assert [token for token, _ in calls] == ["2", "3", "bad", "4", "5", "6"]
+    ahead = Ahead(chain(0), depth=2, name="test-chain")
+    got = []
+    for page in ahead:
+        got.append(page)
+        time.sleep(0.05)  # the consumer builds the page's records meanwhile
+    ahead.close(None)
+    assert got == list(range(8))
+    # requests and the consumer's work overlap: 8 x (50 + 50) ms one after the other, well under 0.8 s here
+    assert time.monotonic() - started < 0.7
+    assert {name for _, _, name in sent} == {"test-chain"}
+
+    sent.clear()
+    ahead = Ahead(chain(0, fail_at=3), depth=2, name="test-chain")
+    got = []
+    with pytest.raises(ValueError, match="page 3 failed"):
+        for page in ahead:
+            got.append(page)
+    assert got == [0, 1, 2]
+    ahead.close(None)
+
+    sent.clear()
+    ahead = Ahead(chain(0), depth=1, name="test-chain")
+    first = next(iter(ahead))
+    time.sleep(0.3)  # a slow consumer: the chain stops a page or two ahead, not at the end
+    assert first == 0 and len(sent) <= 3
+    ahead.close(None)
+    assert not [t for t in threading.enumerate() if t.name == "test-chain"]
+    assert len(sent) <= 4
+
+

@@ -26,13 +26,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
+from ...ahead import Ahead
 from ...config import redact
 from ...errors import ConfigError, SourceError
 from ...records import ChangePage, FileRecord, Folder, SyncState
 from ..base import Container, Health, register_source
-from ..http import AdaptivePacing, HttpClient, HttpSource, ReadAhead, RetryPolicy
+from ..http import AdaptivePacing, HttpClient, HttpSource, RetryPolicy
 from .client import FILE_FIELDS, FOLDER, FOLDER_FIELDS, GOOGLE_ERRORS, SHORTCUT, DriveApi, ServiceAccountAuth
 from .settings import MY_DRIVE, GoogleDriveDetails
 from .tree import DriveTree
@@ -51,13 +52,6 @@ def _time(value: Any) -> datetime | None:
     try:
         return datetime.fromisoformat(value)  # RFC 3339 with "Z" and milliseconds reads as it is in 3.11
     except ValueError:
-        return None
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
         return None
 
 
@@ -287,42 +281,55 @@ class GoogleDriveSource(HttpSource):
         else:
             start, phase, token = resume["start"], resume["listing"], resume.get("page")
             incomplete, starts = bool(resume.get("incomplete")), False
-        # the next page is requested as soon as this one's token is known, before its records are built
-        ahead = ReadAhead(lambda phase, token: ctx.api.list_files(
-            ctx.drive_id, FOLDERS_Q if phase == "folders" else FILES_Q,
-            FOLDER_FIELDS if phase == "folders" else FILE_FIELDS, token))
-        try:
-            yield from self._listing_pages(ctx, ahead, start, phase, token, incomplete, starts, stale)
-        finally:
-            ahead.close()
-
-    def _listing_pages(self, ctx: _Sync, ahead: ReadAhead, start: str, phase: str, token: str | None,
-                       incomplete: bool, starts: bool, stale: set[str]) -> Iterator[ChangePage]:
         while True:
-            folders_phase = phase == "folders"
-            body = ahead.take(phase, token)
-            if body is None:  # the listing's page token expired: list again (the start token stays valid)
-                log.warning("%s: the listing's page token is no longer valid; listing again from the start",
-                            ctx.api.http.label)
-                phase, token, starts, ctx.seen_folders = "folders", None, True, set()
-                continue
+            # each page is requested as soon as the page before it names it, while that one becomes records
+            chain = Ahead(self._pages(ctx, phase, token), depth=2, name="drive-listing")
+            try:
+                expired = yield from self._listing_pages(ctx, chain, start, incomplete, starts, stale)
+            finally:
+                chain.close(None)
+            if not expired:
+                return
+            # the listing's page token expired: list again (the start token stays valid)
+            log.warning("%s: the listing's page token is no longer valid; listing again from the start",
+                        ctx.api.http.label)
+            phase, token, starts, ctx.seen_folders = "folders", None, True, set()
+
+    @staticmethod
+    def _pages(ctx: _Sync, phase: str, token: str | None) -> Iterator[tuple[str, dict[str, Any] | None]]:
+        """(phase, body) of each files.list page of the listing from (phase, token) on: the folders' pages,
+        then the files'; a body None (the page token expired) ends it."""
+        while True:
+            folders = phase == "folders"
+            body = ctx.api.list_files(ctx.drive_id, FOLDERS_Q if folders else FILES_Q,
+                                      FOLDER_FIELDS if folders else FILE_FIELDS, token)
+            yield phase, body
+            if body is None:
+                return
+            token = body.get("nextPageToken")
+            if not token:
+                if not folders:
+                    return
+                phase = "files"
+
+    def _listing_pages(self, ctx: _Sync, chain: Iterable[tuple[str, dict[str, Any] | None]], start: str,
+                       incomplete: bool, starts: bool, stale: set[str]) -> Iterator[ChangePage]:
+        """The listing's ChangePages; returns True (as the generator's value) when a page token expired."""
+        for phase, body in chain:
+            if body is None:
+                return True
             incomplete = incomplete or bool(body.get("incompleteSearch"))
             items = [i for i in body.get("files") or [] if isinstance(i, dict) and i.get("id")]
             next_token = body.get("nextPageToken")
-            if next_token or folders_phase:  # the files phase follows the folders' last page
-                ahead.ask(phase if next_token else "files", next_token)
-            if folders_phase:
+            if phase == "folders":
                 page = ChangePage()
                 for item in items:
                     if item.get("mimeType") == FOLDER and not item.get("trashed"):
                         self._learn(ctx, item, resolve=False)  # parents may come on a later page
                 page.folders = list(ctx.learnt.values())
                 ctx.learnt.clear()
-                if next_token:
-                    page.cursor = ctx.cursor(listing="folders", page=next_token, start=start, incomplete=incomplete)
-                else:
-                    phase = "files"
-                    page.cursor = ctx.cursor(listing="files", page=None, start=start, incomplete=incomplete)
+                page.cursor = ctx.cursor(listing="folders" if next_token else "files", page=next_token, start=start,
+                                         incomplete=incomplete)
             else:
                 page = self._file_page(ctx, items, listing=True)
                 if next_token:
@@ -340,8 +347,8 @@ class GoogleDriveSource(HttpSource):
             starts = False
             yield self._page_done(ctx, page)
             if page.last:
-                return
-            token = next_token
+                return False
+        return False
 
     def _learn(self, ctx: _Sync, item: Mapping[str, Any], resolve: bool = True) -> tuple[str | None, str | None]:
         """Put a folder into the tree. Returns its (old path, new path) relative to the root (the new
@@ -516,38 +523,48 @@ class GoogleDriveSource(HttpSource):
                     break
 
     def _record(self, ctx: _Sync, item: Mapping[str, Any], parent_path: str) -> FileRecord:
-        name = str(item.get("name", ""))
-        mime = item.get("mimeType")
-        hashes = {key: item[src] for key, src in (("md5", "md5Checksum"), ("sha256", "sha256Checksum")) if item.get(src)}
-        version = item.get("version")
+        """The hot path of a listing (a few microseconds a file): each field read once."""
+        get = item.get
+        name, mime, version, link = str(get("name", "")), get("mimeType"), get("version"), get("webViewLink")
+        md5, sha256 = get("md5Checksum"), get("sha256Checksum")
+        hashes = {"md5": md5, "sha256": sha256} if md5 and sha256 else {"md5": md5} if md5 else \
+            {"sha256": sha256} if sha256 else {}
         metadata: dict[str, Any] = {"drive_id": ctx.drive_id, "version": version, "hashes": hashes,
-                                    "web_view_link": item.get("webViewLink"), "parent_path": parent_path,
-                                    "native": bool(mime and mime.startswith("application/vnd.google-apps.")
-                                                   and mime != SHORTCUT)}
-        owners = [o.get("emailAddress") or o.get("displayName") for o in item.get("owners") or [] if isinstance(o, dict)]
+                                    "web_view_link": link, "parent_path": parent_path,
+                                    "native": mime is not None and mime.startswith("application/vnd.google-apps.")
+                                    and mime != SHORTCUT}
+        owners = get("owners")
         if owners:
-            metadata["owners"] = owners
-        modifier = item.get("lastModifyingUser")
+            owners = [o.get("emailAddress") or o.get("displayName") for o in owners if isinstance(o, dict)]
+            if owners:
+                metadata["owners"] = owners
+        modifier = get("lastModifyingUser")
         if isinstance(modifier, dict) and (modifier.get("emailAddress") or modifier.get("displayName")):
             metadata["last_modifying_user"] = modifier.get("emailAddress") or modifier.get("displayName")
-        shortcut = item.get("shortcutDetails")
-        if mime == SHORTCUT and isinstance(shortcut, dict):
-            metadata["shortcut_target_id"] = shortcut.get("targetId")
-            metadata["shortcut_target_mime_type"] = shortcut.get("targetMimeType")
-        # content hash when Drive has one (binary files); Google-native documents change their version
-        change_key = hashes.get("md5") or hashes.get("sha256") or (f"v{version}" if version is not None else None)
+        if mime == SHORTCUT:
+            shortcut = get("shortcutDetails")
+            if isinstance(shortcut, dict):
+                metadata["shortcut_target_id"] = shortcut.get("targetId")
+                metadata["shortcut_target_mime_type"] = shortcut.get("targetMimeType")
+        size = get("size")
+        if size is not None:
+            try:
+                size = int(size)
+            except (TypeError, ValueError):
+                size = None
         return FileRecord(
             external_id=item["id"],
             title=name,
             path=f"{parent_path}/{name}" if parent_path else name,
             endpoint=self.endpoint,
             container=ctx.container,
-            file_link=item.get("webViewLink"),
-            date_created=_time(item.get("createdTime")),
-            date_updated=_time(item.get("modifiedTime")),
-            size=_int(item.get("size")),
+            file_link=link,
+            date_created=_time(get("createdTime")),
+            date_updated=_time(get("modifiedTime")),
+            size=size,
             mime_type=mime,
-            change_key=change_key,
+            # content hash when Drive has one (binary files); Google-native documents change their version
+            change_key=md5 or sha256 or (f"v{version}" if version is not None else None),
             project_id=self.project_id,
             user_id=self.user_id,
             metadata=metadata,
