@@ -348,7 +348,7 @@ class GoogleDriveSource(HttpSource):
             yield self._page_done(ctx, page)
             if page.last:
                 return False
-        return False
+        return False  # (the chain always ends with the files' last page)
 
     def _learn(self, ctx: _Sync, item: Mapping[str, Any], resolve: bool = True) -> tuple[str | None, str | None]:
         """Put a folder into the tree. Returns its (old path, new path) relative to the root (the new
@@ -527,8 +527,11 @@ class GoogleDriveSource(HttpSource):
         get = item.get
         name, mime, version, link = str(get("name", "")), get("mimeType"), get("version"), get("webViewLink")
         md5, sha256 = get("md5Checksum"), get("sha256Checksum")
-        hashes = {"md5": md5, "sha256": sha256} if md5 and sha256 else {"md5": md5} if md5 else \
-            {"sha256": sha256} if sha256 else {}
+        hashes = {}
+        if md5:
+            hashes["md5"] = md5
+        if sha256:
+            hashes["sha256"] = sha256
         metadata: dict[str, Any] = {"drive_id": ctx.drive_id, "version": version, "hashes": hashes,
                                     "web_view_link": link, "parent_path": parent_path,
                                     "native": mime is not None and mime.startswith("application/vnd.google-apps.")
